@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Install with test extras, then run the whole suite (SQLite always; PostgreSQL too when reachable
+# at KINEMA_TEST_PG, default postgresql://postgres@127.0.0.1:5432/test).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh test
+. .venv/bin/activate
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+ruff check src tests bench
+exec python -m pytest -q -p no:cacheprovider "$@"

@@ -1,0 +1,3 @@
+"""Kinema: self-hosted, privacy-first video generation."""
+
+__version__ = "0.1.0"

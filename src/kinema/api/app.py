@@ -1,0 +1,39 @@
+"""``create_app``: the FastAPI application for one container."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from kinema import __version__
+from kinema.api import ops
+from kinema.api.errors import install_error_handlers
+from kinema.api.v1.videos.router import router as videos_router
+from kinema.container import Container
+
+
+def create_app(container: Container, *, workers: int = 0) -> FastAPI:
+    """The API over ``container``; ``workers`` in-process worker threads run while it serves."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        container.start_workers(workers)
+        try:
+            yield
+        finally:
+            container.stop_workers()
+
+    app = FastAPI(
+        title="Kinema",
+        version=__version__,
+        description="Self-hosted, privacy-first video generation with an OpenAI-Videos-compatible API.",
+        lifespan=lifespan,
+    )
+    container.metrics = ops.metrics_registry(container)
+    app.state.container = container
+    install_error_handlers(app)
+    app.include_router(ops.router)
+    app.include_router(videos_router)
+    return app

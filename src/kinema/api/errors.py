@@ -1,0 +1,69 @@
+"""One error shape for every failure: ``{"error": {"message", "type", "param", "code"}}``."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from kinema.services.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+
+def envelope(
+    status: int,
+    message: str,
+    *,
+    type: str = "invalid_request_error",
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """A JSON error response in the OpenAI envelope."""
+    body = {"error": {"message": message, "type": type, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def validation_message(loc: tuple[str | int, ...], msg: str, kind: str) -> tuple[str, str | None, str]:
+    """(message, param, code) for one pydantic error, worded like the hosted API's."""
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    param = ".".join(parts) or None
+    if kind == "missing":
+        return f"Missing required parameter: '{param}'.", param, "missing_required_parameter"
+    if kind == "extra_forbidden":
+        return f"Unknown parameter: '{param}'.", param, "unknown_parameter"
+    return f"Invalid value for '{param}': {msg}.", param, "invalid_value"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every exception the API can raise to the envelope with the right status."""
+
+    @app.exception_handler(ServiceError)
+    async def _service(_: Request, exc: ServiceError) -> JSONResponse:
+        return envelope(exc.status, exc.message, type=exc.type, param=exc.param, code=exc.code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        message, param, code = validation_message(tuple(first["loc"]), first["msg"], first["type"])
+        return envelope(400, message, param=param, code=code)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.detail, dict) and "message" in exc.detail:
+            d = exc.detail
+            return envelope(exc.status_code, d["message"], type=d.get("type", "invalid_request_error"),
+                            param=d.get("param"), code=d.get("code"), headers=exc.headers)
+        message = "Not found." if exc.status_code == 404 else str(exc.detail)
+        return envelope(exc.status_code, message, code="not_found" if exc.status_code == 404 else None,
+                        headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return envelope(500, "The server hit an unexpected error; it has been logged. Please retry.",
+                        type="server_error", code="internal_error")

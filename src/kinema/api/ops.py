@@ -1,0 +1,76 @@
+"""Operational endpoints: liveness, readiness and Prometheus metrics (no authentication)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Response
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric, SummaryMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sqlalchemy import func, select, text
+
+from kinema.api.deps import ContainerDep
+from kinema.api.errors import envelope
+from kinema.container import Container
+from kinema.db.models import VideoRow
+
+router = APIRouter(tags=["operations"])
+STATUSES = ("queued", "in_progress", "completed", "failed")
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=None)
+def readyz(container: ContainerDep) -> dict[str, str] | Response:
+    """Ready when the database answers and the blob folder is writable."""
+    try:
+        with container.sessions() as s:
+            s.execute(text("SELECT 1"))
+        probe = "health/readyz-probe"
+        container.blobs.put(probe, b"ok")
+        container.blobs.delete_prefix("health")
+    except Exception as exc:
+        return envelope(503, f"Not ready: {type(exc).__name__}: {exc}", type="server_error", code="not_ready")
+    return {"status": "ready"}
+
+
+class QueueCollector:
+    """Reads job counts and durations from the database at scrape time, so every worker process
+    (in-process threads or separate ``kinema worker`` hosts) is counted, not just this one."""
+
+    def __init__(self, container: Container) -> None:
+        self._c = container
+
+    def collect(self) -> Iterator[Metric]:
+        with self._c.sessions() as s:
+            counts = dict(s.execute(select(VideoRow.status, func.count()).group_by(VideoRow.status)).all())
+            done = VideoRow.status == "completed"
+            took = VideoRow.completed_at - VideoRow.started_at
+            n, total = s.execute(select(func.count(), func.coalesce(func.sum(took), 0.0)).where(done)).one()
+        jobs = GaugeMetricFamily("kinema_jobs", "Video jobs by status.", labels=["status"])
+        for status in STATUSES:
+            jobs.add_metric([status], counts.get(status, 0))
+        yield jobs
+        yield GaugeMetricFamily("kinema_queue_depth", "Jobs waiting for a worker.", value=counts.get("queued", 0))
+        yield SummaryMetricFamily(
+            "kinema_job_seconds", "Seconds from first claim to completion of completed jobs.",
+            count_value=int(n), sum_value=float(total),
+        )
+
+
+def metrics_registry(container: Container) -> CollectorRegistry:
+    """A registry of this app's collectors (not the process-global one, so apps stay separate)."""
+    registry = CollectorRegistry()
+    registry.register(QueueCollector(container))  # type: ignore[arg-type]
+    return registry
+
+
+@router.get("/metrics")
+def metrics(container: ContainerDep) -> Response:
+    """Prometheus text format."""
+    return Response(generate_latest(container.metrics), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,176 @@
+"""The ``kinema`` command: serve, worker, generate, models, pull."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kinema.config import Settings, load_settings
+
+MINIATURE_WARNING = (
+    "note: '{name}' is a miniature with random weights, built on this machine for dry runs and tests; "
+    "it makes no meaningful video (coloured noise). Pull a real model for real output: kinema pull --help"
+)
+
+
+def _settings(**overrides: Any) -> Settings:
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return load_settings(**clean)
+    except Exception as exc:  # pydantic's message names the setting at fault
+        raise click.ClickException(f"invalid settings: {exc}") from None
+
+
+def _announce_miniature(settings: Settings, name: str) -> None:
+    from kinema.container import build_registry
+
+    spec = build_registry(settings).resolve(name)
+    if spec.miniature:
+        click.secho(MINIATURE_WARNING.format(name=spec.name), fg="yellow", err=True)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+@click.version_option(package_name="kinema")
+def main(verbose: bool) -> None:
+    """Kinema: self-hosted, privacy-first video generation with an OpenAI-Videos-compatible API."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (KINEMA_HOST).")
+@click.option("--port", type=int, default=None, help="Port (KINEMA_PORT).")
+@click.option("--workers", type=int, default=None, help="In-process worker threads (KINEMA_WORKERS).")
+@click.option("--model", "default_model", default=None, help="Default model, e.g. tiny-wan for a dry run.")
+@click.option("--dev", is_flag=True, help="Development mode: accept the placeholder API token.")
+def serve(host: str | None, port: int | None, workers: int | None, default_model: str | None, dev: bool) -> None:
+    """Run the HTTP API with N worker threads in this process."""
+    import uvicorn
+
+    from kinema.api.app import create_app
+    from kinema.container import Container
+
+    settings = _settings(host=host, port=port, workers=workers, default_model=default_model,
+                         mode="dev" if dev else None)
+    container = Container.from_settings(settings)
+    _announce_miniature(settings, settings.default_model)
+    container.engine.ensure_miniatures()
+    if settings.mode == "dev" and settings.api_token.get_secret_value():
+        click.secho(f"dev mode: API key is '{settings.api_token.get_secret_value()}'", fg="yellow", err=True)
+    app = create_app(container, workers=settings.workers)
+    click.echo(f"Kinema on http://{settings.host}:{settings.port}/v1 (docs at /docs)", err=True)
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    finally:
+        container.close()
+
+
+@main.command()
+@click.option("--id", "worker_id", default=None, help="Worker id shown in logs and leases.")
+@click.option("--threads", type=int, default=1, show_default=True, help="Jobs run at once by this process.")
+def worker(worker_id: str | None, threads: int) -> None:
+    """Run a standalone worker against the configured database and blob folder."""
+    from kinema.container import Container
+
+    container = Container.from_settings(_settings())
+    container.engine.ensure_miniatures()
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: Any) -> None:
+        click.echo(f"signal {signum}: finishing the current job, then stopping", err=True)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    workers = [container.make_worker(f"{worker_id}-{i}" if worker_id and threads > 1 else worker_id)
+               for i in range(threads)]
+    runners = [threading.Thread(target=w.run, args=(stop,), daemon=True) for w in workers]
+    for t in runners:
+        t.start()
+    click.echo(f"worker(s) {', '.join(w.worker_id for w in workers)} waiting for jobs", err=True)
+    while any(t.is_alive() for t in runners):
+        for t in runners:
+            t.join(timeout=0.5)
+    container.close()
+
+
+@main.command()
+@click.argument("prompt")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--model", default=None, help="Model name (default: the configured default).")
+@click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="First frame.")
+@click.option("--seconds", default=None, help="Clip length, e.g. 4.")
+@click.option("--size", default=None, help="WIDTHxHEIGHT, e.g. 832x480.")
+@click.option("--seed", type=int, default=None)
+@click.option("--steps", type=int, default=None, help="Denoising steps.")
+@click.option("--negative-prompt", default=None)
+def generate(prompt: str, output: Path, model: str | None, image: Path | None, seconds: str | None,
+             size: str | None, seed: int | None, steps: int | None, negative_prompt: str | None) -> None:
+    """Generate one video locally, without a server, with a progress bar."""
+    from kinema.services.local import generate_locally
+
+    settings = _settings(mode="dev")
+    _announce_miniature(settings, model or settings.default_model)
+    try:
+        result = generate_locally(
+            settings, prompt, output, model=model, image=image, seconds=seconds, size=size, seed=seed,
+            steps=steps, negative_prompt=negative_prompt,
+        )
+    except Exception as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {output} ({result})")
+
+
+@main.command()
+def models() -> None:
+    """List configured models, what each can do, and whether its weights are here."""
+    from kinema.container import build_registry
+    from kinema.engine.hub import is_present
+
+    settings = _settings(mode="dev")
+    registry = build_registry(settings)
+    aliases = settings.resolved_aliases()
+    for spec in registry.specs():
+        here = {t: is_present(spec, t, settings.resolved_models_dir) for t in spec.tasks}
+        state = "present" if all(here.values()) else ("partial" if any(here.values()) else "not pulled")
+        names = [a for a, target in aliases.items() if target == spec.name]
+        default = " (default)" if spec.name == settings.default_model else ""
+        click.echo(f"{spec.name}{default}  [{state}]" + (f"  aliases: {', '.join(names)}" if names else ""))
+        click.echo(f"    {spec.description}")
+        click.echo(f"    {spec.capabilities()}")
+        if spec.miniature:
+            click.echo("    miniature: random weights, no meaningful video")
+
+
+@main.command()
+@click.argument("model")
+@click.option("--task", "tasks", multiple=True, help="Only these tasks' weights (t2v, i2v, v2v, vace).")
+def pull(model: str, tasks: tuple[str, ...]) -> None:
+    """Download a model's weights (pinned revision recorded in models.lock.json). Miniatures are built."""
+    from kinema.container import build_registry
+    from kinema.engine.hub import pull as hub_pull
+    from kinema.engine.tiny import build_tiny_models
+
+    settings = _settings(mode="dev")
+    spec = build_registry(settings).resolve(model)
+    if spec.miniature:
+        build_tiny_models(settings.resolved_models_dir)
+        click.echo(f"built {spec.name} in {settings.resolved_models_dir}")
+        _announce_miniature(settings, spec.name)
+        return
+    paths = hub_pull(spec, settings.resolved_models_dir, tasks=list(tasks) or None)  # type: ignore[arg-type]
+    for task, path in paths.items():
+        click.echo(f"{spec.name} {task}: {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

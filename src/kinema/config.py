@@ -1,0 +1,136 @@
+"""Typed settings: ``KINEMA_*`` environment variables, then an optional ``kinema.toml``, then defaults.
+
+Every setting is documented in ``docs/configuration.md``; a test fails when one is not.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEV_TOKEN = "kinema-dev-token"
+"""The placeholder API token. Accepted only with ``KINEMA_MODE=dev``."""
+
+_PLACEHOLDER_SECRETS = {DEV_TOKEN, "", "changeme", "change-me", "secret", "token", "password"}
+
+
+class Settings(BaseSettings):
+    """Kinema's configuration. Construct with keyword arguments in tests, from the environment otherwise."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="KINEMA_",
+        extra="forbid",
+    )
+
+    mode: Literal["dev", "production"] = Field(
+        "production", description="`dev` accepts the placeholder API token; `production` refuses it."
+    )
+    data_dir: Path = Field(Path("kinema-data"), description="Root folder for the database, blobs and models.")
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL. Default: SQLite file `<data_dir>/kinema.db` (WAL). "
+        "PostgreSQL: `postgresql+psycopg://user@host/db`.",
+    )
+    blob_dir: Path | None = Field(None, description="Folder for outputs and uploads. Default `<data_dir>/blobs`.")
+    models_dir: Path | None = Field(None, description="Folder for model weights. Default `<data_dir>/models`.")
+
+    api_token: SecretStr = Field(
+        SecretStr(""),
+        description="Bearer token that identifies the caller until accounts land. "
+        "Must be a real secret (>= 16 characters) unless mode is `dev`.",
+    )
+    api_token_owner: str = Field("owner", description="Owner id recorded on videos created with `api_token`.")
+
+    host: str = Field("127.0.0.1", description="Address `kinema serve` listens on.")
+    port: int = Field(8000, description="Port `kinema serve` listens on.")
+
+    default_model: str = Field("wan2.1-t2v-1.3b", description="Model used when a request names none.")
+    model_aliases: dict[str, str] = Field(
+        default_factory=lambda: {"sora-2": "default", "sora-2-pro": "default"},
+        description="Extra model names mapped to real ones; the value `default` means `default_model`.",
+    )
+    enabled_models: list[str] | None = Field(
+        None, description="Model names this deployment offers. Default: every catalogue model."
+    )
+    device: str | None = Field(None, description="Torch device (`cuda`, `cuda:1`, `cpu`). Default: CUDA if present.")
+    model_memory_budget_gb: float = Field(
+        40.0, description="Loaded pipelines are evicted least-recently-used beyond this many GiB."
+    )
+
+    workers: int = Field(1, ge=0, description="Worker threads inside `kinema serve` (0: API only).")
+    lease_seconds: float = Field(30.0, gt=0, description="A claimed job is reclaimable after this long without a heartbeat.")
+    heartbeat_seconds: float = Field(5.0, gt=0, description="How often a running job renews its lease.")
+    poll_seconds: float = Field(0.5, gt=0, description="How often an idle worker looks for queued jobs.")
+    max_attempts: int = Field(3, ge=1, description="Claims per job before it fails for good.")
+    progress_interval_seconds: float = Field(
+        0.25, ge=0, description="Progress is written to the database at most this often."
+    )
+    poll_after_ms: int = Field(1000, ge=100, description="`openai-poll-after-ms` header sent on retrieve.")
+    max_upload_bytes: int = Field(50 * 1024 * 1024, description="Largest accepted upload (image or video).")
+    max_image_pixels: int = Field(40_000_000, description="Largest accepted image, width x height.")
+    max_video_pixels: int = Field(4096 * 2160, description="Largest accepted video frame, width x height.")
+    max_video_frames: int = Field(1000, description="Most frames accepted in an uploaded video.")
+    max_video_seconds: float = Field(60.0, description="Longest accepted uploaded video.")
+    max_prompt_chars: int = Field(4000, description="Longest accepted prompt.")
+    max_inference_steps: int = Field(100, description="Highest `num_inference_steps` a request may ask for.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Read at construction time, so KINEMA_CONFIG may change between instances (tests, CLI).
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=os.environ.get("KINEMA_CONFIG", "kinema.toml"))
+        return (init_settings, env_settings, toml)
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secret(self) -> Settings:
+        token = self.api_token.get_secret_value()
+        if self.mode == "dev":
+            if not token:
+                self.api_token = SecretStr(DEV_TOKEN)
+            return self
+        if token.lower() in _PLACEHOLDER_SECRETS or len(token) < 16:
+            raise ValueError(
+                "KINEMA_API_TOKEN must be a real secret of at least 16 characters "
+                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`); "
+                "set KINEMA_MODE=dev to run with the placeholder token on your own machine"
+            )
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the data dir."""
+        return self.database_url or f"sqlite:///{(self.data_dir / 'kinema.db').resolve()}"
+
+    @property
+    def resolved_blob_dir(self) -> Path:
+        """Where blobs live."""
+        return self.blob_dir or self.data_dir / "blobs"
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        """Where model weights live."""
+        return self.models_dir or self.data_dir / "models"
+
+    def resolved_aliases(self) -> dict[str, str]:
+        """Model aliases with `default` replaced by the default model's name."""
+        return {k: (self.default_model if v == "default" else v) for k, v in self.model_aliases.items()}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment and ``kinema.toml``; keyword arguments win."""
+    return Settings(**overrides)

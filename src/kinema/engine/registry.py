@@ -1,0 +1,366 @@
+"""The catalogue of models: what each one is, where its weights live, and what requests it accepts.
+
+API requests speak OpenAI's vocabulary (``size="1280x720"``, ``seconds="8"``, ``model="sora-2"``); the
+registry maps those onto what a model natively does (a width and height it was trained at, a frame count
+its VAE accepts) or says, in one sentence, what it can do instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from kinema.engine.base import Task
+
+TASK_ORDER: tuple[Task, ...] = ("t2v", "i2v", "v2v", "vace")
+
+OPENAI_LANDSCAPE_SIZES = ("1280x720", "1792x1024")
+OPENAI_PORTRAIT_SIZES = ("720x1280", "1024x1792")
+
+
+@dataclass(frozen=True)
+class ComponentSource:
+    """Where the weights for one task come from, and which diffusers pipeline class runs them.
+
+    Exactly one of ``repo_id`` (a Hugging Face hub repository) and ``subdir`` (a directory under the
+    models dir, for locally built miniatures) is set.
+    """
+
+    pipeline: str
+    repo_id: str | None = None
+    revision: str | None = None
+    subdir: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.repo_id is None) == (self.subdir is None):
+            raise ValueError("a ComponentSource needs exactly one of repo_id and subdir")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model in the catalogue and the requests it accepts."""
+
+    name: str
+    family: str
+    description: str
+    tasks: Mapping[Task, ComponentSource]
+    fps: int
+    sizes: Mapping[str, tuple[int, int]]
+    """Accepted API size "WxH" -> native (width, height)."""
+    default_size: str
+    seconds: Mapping[str, int]
+    """Accepted API seconds -> number of frames generated."""
+    default_seconds: str
+    default_steps: int
+    default_guidance: float
+    miniature: bool = False
+    """True for randomly initialised miniatures: they run the real code path but make no meaningful video."""
+
+    def __post_init__(self) -> None:
+        # Read-only views: a spec is shared by every thread of a worker and must not change under them.
+        for name in ("tasks", "sizes", "seconds"):
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+        if not self.tasks:
+            raise ValueError(f"model {self.name!r} has no tasks")
+        if self.default_size not in self.sizes:
+            raise ValueError(f"model {self.name!r}: default size {self.default_size!r} is not in its sizes")
+        if self.default_seconds not in self.seconds:
+            raise ValueError(f"model {self.name!r}: default seconds {self.default_seconds!r} is not accepted")
+        if self.family == "wan":
+            # The Wan VAE compresses time 4x with one extra leading frame, so clips are 4k+1 frames long;
+            # a pipeline given anything else silently rounds, and the caller would get a different length.
+            bad = {s: n for s, n in self.seconds.items() if n % 4 != 1}
+            if bad:
+                raise ValueError(f"model {self.name!r}: Wan needs 4k+1 frames, got {bad}")
+            for api_size, (w, h) in self.sizes.items():
+                if w % 16 or h % 16:
+                    raise ValueError(
+                        f"model {self.name!r}: size {api_size} -> {w}x{h} is not a multiple of 16"
+                    )
+
+    def __hash__(self) -> int:
+        # The generated hash would hash the mappings, which cannot be hashed; a name identifies a spec.
+        return hash((self.name, self.family))
+
+    def native_sizes(self) -> list[str]:
+        """The sizes the model generates at, as "WxH", in catalogue order."""
+        natives: list[str] = []
+        for w, h in self.sizes.values():
+            label = f"{w}x{h}"
+            if label not in natives:
+                natives.append(label)
+        return natives
+
+    def task_names(self) -> list[Task]:
+        """The tasks this model can do, in a stable order."""
+        return [t for t in TASK_ORDER if t in self.tasks]
+
+    def capabilities(self) -> str:
+        """One sentence saying what the model accepts, for error messages.
+
+        For example: "sizes 832x480, 480x832 (also accepted: 1280x720, 1792x1024 -> 832x480; 720x1280,
+        1024x1792 -> 480x832); seconds 4, 5; tasks t2v, v2v, vace".
+        """
+        natives = self.native_sizes()
+        mapped: dict[str, list[str]] = {}
+        for api_size, (w, h) in self.sizes.items():
+            target = f"{w}x{h}"
+            if api_size != target:
+                mapped.setdefault(target, []).append(api_size)
+        sizes = "sizes " + ", ".join(natives)
+        if mapped:
+            also = "; ".join(f"{', '.join(sources)} -> {target}" for target, sources in mapped.items())
+            sizes += f" (also accepted: {also})"
+        seconds = "seconds " + ", ".join(sorted(self.seconds, key=_seconds_sort_key))
+        tasks = "tasks " + ", ".join(self.task_names())
+        return f"{sizes}; {seconds}; {tasks}"
+
+
+def _seconds_sort_key(value: str) -> tuple[float, str]:
+    try:
+        return (float(value), value)
+    except ValueError:
+        return (float("inf"), value)
+
+
+class UnknownModel(LookupError):
+    """The requested model name is neither a model nor an alias; the message lists what exists."""
+
+    param = "model"
+
+    def __init__(self, name: str, available: Iterable[str], aliases: Mapping[str, str] | None = None):
+        self.name = name
+        self.available = list(available)
+        message = f"unknown model {name!r}; available models: {', '.join(self.available)}"
+        if aliases:
+            message += " (aliases: " + ", ".join(f"{a} -> {t}" for a, t in aliases.items()) + ")"
+        super().__init__(message)
+
+
+class UnsupportedRequest(ValueError):
+    """A request asks a model for something it cannot do; ``param`` names the offending field."""
+
+    def __init__(self, param: str, message: str):
+        self.param = param
+        super().__init__(message)
+
+
+class ModelRegistry:
+    """Resolves model names and aliases to specs, and API sizes/seconds to native values."""
+
+    def __init__(
+        self, specs: Iterable[ModelSpec], aliases: Mapping[str, str] | None = None, default: str = ""
+    ):
+        self._specs: dict[str, ModelSpec] = {}
+        for spec in specs:
+            key = spec.name.lower()
+            if key in self._specs:
+                raise ValueError(f"model {spec.name!r} is listed twice")
+            self._specs[key] = spec
+        self._aliases: dict[str, str] = {}
+        for alias, target in (aliases or {}).items():
+            if target.lower() not in self._specs:
+                raise ValueError(f"alias {alias!r} points at unknown model {target!r}")
+            if alias.lower() in self._specs:
+                raise ValueError(f"alias {alias!r} shadows a model of the same name")
+            self._aliases[alias.lower()] = self._specs[target.lower()].name
+        if not self._specs:
+            raise ValueError("a registry needs at least one model")
+        self._default = self.resolve(default).name if default else next(iter(self._specs.values())).name
+
+    @property
+    def default(self) -> str:
+        """The name of the model used when a request names none."""
+        return self._default
+
+    def names(self) -> list[str]:
+        """Real model names (not aliases), in catalogue order."""
+        return [s.name for s in self._specs.values()]
+
+    def specs(self) -> list[ModelSpec]:
+        """All specs, in catalogue order."""
+        return list(self._specs.values())
+
+    def aliases(self) -> dict[str, str]:
+        """Alias -> model name."""
+        return dict(self._aliases)
+
+    def resolve(self, name: str | None) -> ModelSpec:
+        """The spec for a model name or alias (case-insensitive); ``None`` or "" means the default.
+
+        Raises :class:`UnknownModel` listing the available names.
+        """
+        if name is None or not name.strip():
+            return self._specs[self._default.lower()]
+        key = name.strip().lower()
+        key = self._aliases.get(key, key).lower()
+        spec = self._specs.get(key)
+        if spec is None:
+            raise UnknownModel(name, self.names(), self._aliases)
+        return spec
+
+    def source(self, spec: ModelSpec, task: Task) -> ComponentSource:
+        """Where ``spec`` gets its weights for ``task``.
+
+        Raises :class:`UnsupportedRequest` (param "model") naming the models that can do the task.
+        """
+        source = spec.tasks.get(task)
+        if source is None:
+            able = [s.name for s in self._specs.values() if task in s.tasks]
+            hint = f"; models that can: {', '.join(able)}" if able else ""
+            raise UnsupportedRequest(
+                "model", f"model {spec.name!r} cannot do {task}: it supports {spec.capabilities()}{hint}"
+            )
+        return source
+
+    def native_size(self, spec: ModelSpec, size: str | None) -> tuple[int, int]:
+        """The native (width, height) for an API size "WxH"; ``None`` means the model's default.
+
+        Raises :class:`UnsupportedRequest` (param "size") saying what the model accepts.
+        """
+        key = spec.default_size if size is None else size.strip().lower().replace(" ", "")
+        native = spec.sizes.get(key)
+        if native is None:
+            raise UnsupportedRequest(
+                "size",
+                f"model {spec.name!r} does not support size {size!r}: it supports {spec.capabilities()}",
+            )
+        return native
+
+    def num_frames(self, spec: ModelSpec, seconds: str | int | None) -> int:
+        """The frame count for an API duration in seconds; ``None`` means the model's default.
+
+        Raises :class:`UnsupportedRequest` (param "seconds") saying what the model accepts.
+        """
+        key = spec.default_seconds if seconds is None else str(seconds).strip()
+        frames = spec.seconds.get(key)
+        if frames is None:
+            raise UnsupportedRequest(
+                "seconds",
+                f"model {spec.name!r} does not support seconds {seconds!r}: "
+                f"it supports {spec.capabilities()}",
+            )
+        return frames
+
+
+# --- the built-in catalogue -------------------------------------------------------------------------------
+
+
+def _sizes(landscape: tuple[int, int]) -> dict[str, tuple[int, int]]:
+    """Native landscape and portrait sizes, plus OpenAI's sizes mapped onto the same orientation."""
+    w, h = landscape
+    sizes = {f"{w}x{h}": (w, h), f"{h}x{w}": (h, w)}
+    sizes.update({s: (w, h) for s in OPENAI_LANDSCAPE_SIZES if s not in sizes})
+    sizes.update({s: (h, w) for s in OPENAI_PORTRAIT_SIZES if s not in sizes})
+    return sizes
+
+
+def _seconds(fps: int, durations: Iterable[int]) -> dict[str, int]:
+    """Seconds -> frames: Wan clips are ``seconds * fps + 1`` frames (4k+1 when fps is a multiple of 4)."""
+    return {str(s): s * fps + 1 for s in durations}
+
+
+TINY_WAN = "tiny-wan"
+
+BUILTIN_ALIASES: Mapping[str, str] = MappingProxyType(
+    {"sora-2": "wan2.1-t2v-1.3b", "sora-2-pro": "wan2.2-ti2v-5b"}
+)
+BUILTIN_DEFAULT = "wan2.1-t2v-1.3b"
+
+
+def builtin_specs() -> list[ModelSpec]:
+    """The models Kinema knows how to pull and run.
+
+    Revisions are left unpinned here (there is no network to look commit hashes up with when the catalogue
+    is written); ``kinema pull`` records the commit it actually fetched in ``models.lock.json`` and loading
+    uses exactly that commit.
+    """
+    wan21_t2v = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
+    wan22_ti2v = "Wan-AI/Wan2.2-TI2V-5B-Diffusers"
+    return [
+        ModelSpec(
+            name="wan2.1-t2v-1.3b",
+            family="wan",
+            description="Wan 2.1 text-to-video, 1.3B parameters, 480p at 16 fps; fits a 12 GB GPU.",
+            tasks={
+                "t2v": ComponentSource("WanPipeline", repo_id=wan21_t2v),
+                # Video-to-video runs the text-to-video weights from a partially noised source clip.
+                "v2v": ComponentSource("WanVideoToVideoPipeline", repo_id=wan21_t2v),
+                "vace": ComponentSource("WanVACEPipeline", repo_id="Wan-AI/Wan2.1-VACE-1.3B-diffusers"),
+            },
+            fps=16,
+            sizes=_sizes((832, 480)),
+            default_size="832x480",
+            seconds=_seconds(16, (4, 5)),
+            default_seconds="5",
+            default_steps=50,
+            default_guidance=5.0,
+        ),
+        ModelSpec(
+            name="wan2.1-i2v-14b-480p",
+            family="wan",
+            description="Wan 2.1 image-to-video, 14B parameters, 480p at 16 fps; animates a first frame.",
+            tasks={
+                "i2v": ComponentSource(
+                    "WanImageToVideoPipeline", repo_id="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"
+                )
+            },
+            fps=16,
+            sizes=_sizes((832, 480)),
+            default_size="832x480",
+            seconds=_seconds(16, (4, 5)),
+            default_seconds="5",
+            default_steps=50,
+            default_guidance=5.0,
+        ),
+        ModelSpec(
+            name="wan2.2-ti2v-5b",
+            family="wan",
+            description=(
+                "Wan 2.2 text/image-to-video, 5B parameters, 704p at 24 fps, with a 16x-compressing VAE; "
+                "one set of weights for both tasks."
+            ),
+            # The repo's model_index sets expand_timesteps=True (per-token timesteps that keep the first
+            # frame clean for image-to-video) and ships no CLIP image encoder: the image goes in through
+            # the VAE. Its VAE downsamples 16x and the transformer patches 2x, so sizes are multiples of 32.
+            tasks={
+                "t2v": ComponentSource("WanPipeline", repo_id=wan22_ti2v),
+                "i2v": ComponentSource("WanImageToVideoPipeline", repo_id=wan22_ti2v),
+            },
+            fps=24,
+            sizes=_sizes((1280, 704)),
+            default_size="1280x704",
+            seconds=_seconds(24, (4, 5)),
+            default_seconds="5",
+            default_steps=50,
+            default_guidance=5.0,
+        ),
+        ModelSpec(
+            name=TINY_WAN,
+            family="wan",
+            description=(
+                "Miniature Wan with random weights, built locally in seconds; runs every task's real code "
+                "path but makes no meaningful video. For tests and development."
+            ),
+            tasks={
+                "t2v": ComponentSource("WanPipeline", subdir=f"{TINY_WAN}/t2v"),
+                "i2v": ComponentSource("WanImageToVideoPipeline", subdir=f"{TINY_WAN}/i2v"),
+                "v2v": ComponentSource("WanVideoToVideoPipeline", subdir=f"{TINY_WAN}/t2v"),
+                "vace": ComponentSource("WanVACEPipeline", subdir=f"{TINY_WAN}/vace"),
+            },
+            fps=8,
+            sizes=_sizes((96, 64)),
+            default_size="96x64",
+            seconds=_seconds(8, (1, 2, 4, 8, 12)),
+            default_seconds="2",
+            default_steps=4,
+            default_guidance=5.0,
+            miniature=True,
+        ),
+    ]
+
+
+def builtin_registry(default: str = BUILTIN_DEFAULT) -> ModelRegistry:
+    """A registry of :func:`builtin_specs` with the OpenAI-style aliases ("sora-2", "sora-2-pro")."""
+    return ModelRegistry(builtin_specs(), aliases=BUILTIN_ALIASES, default=default)

@@ -1,0 +1,158 @@
+"""The engine: loaded backends kept in an LRU cache that stays within a memory budget."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from kinema.engine.base import Task
+from kinema.engine.device import Placement, select_placement
+from kinema.engine.hub import local_path, require_local_path
+from kinema.engine.registry import TINY_WAN, ModelRegistry, ModelSpec
+from kinema.engine.wan import WanBackend
+
+log = logging.getLogger(__name__)
+
+_Key = tuple[str, Task]
+
+
+class Engine:
+    """Hands out loaded backends, keeping recently used ones loaded within ``memory_budget_bytes``.
+
+    The budget counts weights (parameters and buffers), not activations: leave headroom for those. Backends
+    serving different tasks from the same weights share one copy, which is counted once. Thread-safe: one
+    lock guards loading and eviction (loads are serialised); generation itself runs outside it.
+    """
+
+    def __init__(
+        self, registry: ModelRegistry, models_dir: Path, memory_budget_bytes: int, device: str | None = None
+    ):
+        if memory_budget_bytes <= 0:
+            raise ValueError("memory_budget_bytes must be positive")
+        self.registry = registry
+        self.models_dir = Path(models_dir)
+        self.memory_budget_bytes = memory_budget_bytes
+        self.placement: Placement = select_placement(device)
+        self._lock = threading.RLock()
+        self._cache: OrderedDict[_Key, WanBackend] = OrderedDict()  # least recently used first
+        self._pins: dict[_Key, int] = {}
+
+    def backend_for(self, spec: ModelSpec, task: Task) -> WanBackend:
+        """A loaded backend for ``task`` on ``spec``, loading it (and evicting others) if needed.
+
+        Least-recently-used backends are unloaded first when adding one would exceed the budget; the one
+        requested is always kept, even alone over budget, and so are backends pinned by :meth:`use` or
+        generating right now. Callers on several threads should prefer :meth:`use`: between this call
+        returning and ``generate`` starting, another thread's request may evict the backend.
+        Raises :class:`~kinema.engine.base.ModelNotAvailable` (with the pull command) when the weights are
+        not on this machine, and :class:`~kinema.engine.registry.UnsupportedRequest` when the model cannot
+        do ``task``.
+        """
+        self.registry.source(spec, task)  # raises UnsupportedRequest naming models that can
+        key: _Key = (spec.name, task)
+        with self._lock:
+            backend = self._cache.get(key)
+            if backend is not None:
+                self._cache.move_to_end(key)
+                return backend
+
+            if spec.family != "wan":
+                raise ValueError(f"no backend for model family {spec.family!r}")
+            path = require_local_path(spec, task, self.models_dir)
+            partner = self._loaded_with(WanBackend.weights_key_for(path, self.placement))
+            backend = WanBackend(spec, task, path, self.placement, share_with=partner)
+            protect = {key}
+            if partner is not None:
+                # Its modules are about to be reused: evicting it would only mean loading them again.
+                protect.add((partner.spec.name, partner.task))
+            self._evict(need=0 if partner is not None else backend.estimate_bytes(), protect=protect)
+
+            backend.load()
+            self._cache[key] = backend
+            # The estimate came from file headers; check again against what was actually loaded.
+            self._evict(need=0, protect=protect)
+            return backend
+
+    @contextmanager
+    def use(self, spec: ModelSpec, task: Task) -> Iterator[WanBackend]:
+        """:meth:`backend_for`, pinned for the duration of the ``with`` block so no other thread evicts it."""
+        key: _Key = (spec.name, task)
+        with self._lock:
+            backend = self.backend_for(spec, task)
+            self._pins[key] = self._pins.get(key, 0) + 1
+        try:
+            yield backend
+        finally:
+            with self._lock:
+                self._pins[key] -= 1
+                if not self._pins[key]:
+                    del self._pins[key]
+
+    def ensure_miniatures(self) -> list[str]:
+        """Build the miniature models the registry lists but this machine lacks; returns the names built."""
+        built: list[str] = []
+        for spec in self.registry.specs():
+            if not spec.miniature:
+                continue
+            if spec.name != TINY_WAN:
+                raise ValueError(f"no builder for miniature {spec.name!r}")
+            if all(local_path(spec, task, self.models_dir) is not None for task in spec.tasks):
+                continue
+            from kinema.engine.tiny import build_tiny_models
+
+            with self._lock:
+                build_tiny_models(self.models_dir)
+            built.append(spec.name)
+        return built
+
+    def loaded(self) -> list[tuple[str, Task]]:
+        """(model name, task) of the loaded backends, least recently used first."""
+        with self._lock:
+            return list(self._cache)
+
+    def resident_bytes(self) -> int:
+        """Bytes held by loaded backends, shared weights counted once."""
+        with self._lock:
+            return self._resident(self._cache.values())
+
+    def unload_all(self) -> None:
+        """Unload every backend that is not pinned."""
+        with self._lock:
+            for key in [k for k in self._cache if k not in self._pins]:
+                self._cache.pop(key).unload()
+
+    # -- internals ------------------------------------------------------------------------------------------
+
+    def _loaded_with(self, weights_key: str) -> WanBackend | None:
+        for backend in self._cache.values():
+            if backend.weights_key == weights_key and backend.loaded:
+                return backend
+        return None
+
+    @staticmethod
+    def _resident(backends: Iterable[WanBackend]) -> int:
+        by_weights: dict[str, int] = {}
+        for backend in backends:
+            key = backend.weights_key
+            by_weights[key] = max(by_weights.get(key, 0), backend.memory_bytes())
+        return sum(by_weights.values())
+
+    def _evict(self, need: int, protect: set[_Key]) -> None:
+        """Unload least-recently-used backends until ``need`` more bytes fit; keep protected and pinned."""
+        for key in list(self._cache):
+            if self._resident(self._cache.values()) + need <= self.memory_budget_bytes:
+                return
+            if key in protect or key in self._pins or self._cache[key].busy:
+                continue  # a running generation would keep the memory alive anyway
+            backend = self._cache.pop(key)
+            log.info("unloading %s %s to stay within the memory budget", *key)
+            backend.unload()
+        if self._resident(self._cache.values()) + need > self.memory_budget_bytes:
+            log.warning(
+                "memory budget of %d bytes exceeded: what remains loaded is pinned or was just requested",
+                self.memory_budget_bytes,
+            )

@@ -1,0 +1,95 @@
+"""Building the ``tiny-wan`` miniatures: random Wan pipelines saved in diffusers format, offline, fast."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import diffusers
+import transformers
+
+from kinema.engine.hub import BUILT_MARKER
+from kinema.engine.registry import TINY_WAN
+
+TINY_BUILD_VERSION = 1
+"""Bump when the miniature architectures change: an existing build with another version is rebuilt."""
+
+TINY_SUBDIRS = ("t2v", "i2v", "vace")
+
+README = """\
+tiny-wan: MINIATURE MODELS WITH RANDOM WEIGHTS
+
+These are randomly initialised, very small versions of the Wan video pipelines (text-to-video,
+image-to-video, VACE; video-to-video runs on the t2v directory). They were built on this machine by
+kinema (kinema.engine.tiny.build_tiny_models), from configs written in code, with a fixed seed. Nothing
+was downloaded.
+
+They exercise exactly the code path of the real models -- diffusers' from_pretrained, the same pipeline
+classes, the same tokenizer/text encoder/transformer/VAE interfaces -- but they have learned nothing:
+the "videos" they make are coloured noise and NOT MEANINGFUL. Use them for tests and development only.
+"""
+
+
+def tiny_root(models_dir: Path) -> Path:
+    """The directory the miniatures live in."""
+    return Path(models_dir) / TINY_WAN
+
+
+def tiny_models_built(models_dir: Path) -> bool:
+    """True when a complete build of the current version is in place."""
+    marker = tiny_root(models_dir) / BUILT_MARKER
+    try:
+        info = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return False
+    root = tiny_root(models_dir)
+    return info.get("version") == TINY_BUILD_VERSION and all(
+        (root / sub / "model_index.json").is_file() for sub in TINY_SUBDIRS
+    )
+
+
+def build_tiny_models(models_dir: Path, *, seed: int = 0) -> bool:
+    """Build the miniatures under ``models_dir/tiny-wan/{t2v,i2v,vace}`` unless a complete build exists.
+
+    Deterministic (fixed seed) and offline. The build goes to a temporary directory that is moved into
+    place with the completion marker already written last inside it, so an interrupted build leaves nothing
+    that looks complete, and a concurrent builder's result is kept rather than overwritten.
+    Returns True if it built, False if the models were already there.
+    """
+    models_dir = Path(models_dir)
+    if tiny_models_built(models_dir):
+        return False
+    from kinema.engine.architectures import tiny_pipelines  # heavy: torch, diffusers models
+
+    models_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{TINY_WAN}.", dir=models_dir))
+    try:
+        for task, pipe in tiny_pipelines(seed).items():
+            pipe.save_pretrained(staging / task, safe_serialization=True)
+        (staging / "README.txt").write_text(README)
+        marker = {
+            "version": TINY_BUILD_VERSION,
+            "seed": seed,
+            "diffusers": diffusers.__version__,
+            "transformers": transformers.__version__,
+        }
+        (staging / BUILT_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+
+        root = tiny_root(models_dir)
+        if root.exists():
+            if tiny_models_built(models_dir):  # someone else finished first: keep theirs
+                return False
+            shutil.rmtree(root)  # stale or incomplete
+        try:
+            os.rename(staging, root)
+        except OSError:
+            if tiny_models_built(models_dir):
+                return False
+            raise
+        return True
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,275 @@
+"""The Wan backend: one task of one Wan model, run through its diffusers pipeline."""
+
+from __future__ import annotations
+
+import gc
+import inspect
+import secrets
+import threading
+from pathlib import Path
+from typing import Any
+
+import diffusers
+import torch
+from diffusers import DiffusionPipeline
+
+from kinema.engine.base import (
+    CancelFn,
+    Cancelled,
+    GenerationRequest,
+    GenerationResult,
+    ProgressFn,
+    Task,
+)
+from kinema.engine.compat import apply_diffusers_workarounds
+from kinema.engine.device import Placement, dtype_keyword
+from kinema.engine.footprint import estimate_checkpoint_bytes, module_bytes
+from kinema.engine.frames import fit_image, fit_video, to_uint8
+from kinema.engine.registry import ModelSpec
+
+
+def pipeline_class(name: str) -> type[DiffusionPipeline]:
+    """The diffusers pipeline class called ``name`` (e.g. "WanPipeline"); ``ValueError`` if there is none."""
+    cls = getattr(diffusers, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, DiffusionPipeline)):
+        raise ValueError(f"{name!r} is not a diffusers pipeline class")
+    return cls
+
+
+def derive_pipeline(cls: type[DiffusionPipeline], base: DiffusionPipeline) -> DiffusionPipeline:
+    """A ``cls`` pipeline that reuses ``base``'s loaded modules (no copy, no extra memory).
+
+    Not ``cls.from_pipe(base)``: in diffusers 0.42 that ends with ``.to(dtype=...)`` (float32 unless told
+    otherwise), which would cast the *shared* modules in place -- doubling a bf16 transformer's memory, or
+    squashing the float32 VAE to bf16. Config values both pipelines accept (``expand_timesteps`` for
+    Wan 2.2 TI2V, ``boundary_ratio``) carry over. The scheduler is a fresh copy because it keeps per-run
+    state (the step index) and the two pipelines must not share that.
+    """
+    params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    parts: dict[str, Any] = {}
+    for name in params:
+        if name in base.components:
+            parts[name] = base.components[name]
+        elif name in base.config and not name.startswith("_"):
+            parts[name] = base.config[name]
+    scheduler = base.components.get("scheduler")
+    if scheduler is not None:
+        parts["scheduler"] = type(scheduler).from_config(scheduler.config)
+    return cls(**parts)
+
+
+class WanBackend:
+    """Serves one task of one Wan model; implements :class:`kinema.engine.base.Backend`.
+
+    Backends for different tasks on the same weights directory (Wan 2.1 text-to-video and video-to-video,
+    Wan 2.2 TI2V's text- and image-to-video) pass ``share_with`` so the second one reuses the first one's
+    modules instead of loading them again, and the two take turns on them (one generation at a time).
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        task: Task,
+        path: Path,
+        placement: Placement,
+        *,
+        share_with: WanBackend | None = None,
+    ):
+        if task not in spec.tasks:
+            raise ValueError(f"model {spec.name!r} has no {task} task")
+        self.spec = spec
+        self.task: Task = task
+        self.path = Path(path)
+        self.placement = placement
+        self._source = spec.tasks[task]
+        if share_with is not None and share_with.weights_key != self.weights_key:
+            raise ValueError("share_with must serve the same weights on the same device")
+        self._share_with = share_with
+        # The lock that serialises generations is shared with the partner: the modules are the same objects,
+        # and two runs interleaving on one GPU would only fight over memory.
+        self._run_lock = share_with._run_lock if share_with is not None else threading.Lock()
+        self._load_lock = threading.Lock()
+        self._pipe: DiffusionPipeline | None = None
+        self._running = 0
+        self._running_lock = threading.Lock()
+
+    @staticmethod
+    def weights_key_for(path: Path, placement: Placement) -> str:
+        """Identifies a set of loaded modules: backends with equal keys can share them."""
+        return f"{Path(path).resolve()}@{placement.device}"
+
+    @property
+    def weights_key(self) -> str:
+        """This backend's :meth:`weights_key_for`."""
+        return self.weights_key_for(self.path, self.placement)
+
+    @property
+    def loaded(self) -> bool:
+        """True between :meth:`load` and :meth:`unload`."""
+        return self._pipe is not None
+
+    @property
+    def busy(self) -> bool:
+        """True while a generation is running (or waiting for its turn) on this backend."""
+        return self._running > 0
+
+    @property
+    def pipeline(self) -> DiffusionPipeline:
+        """The loaded diffusers pipeline; ``RuntimeError`` when not loaded."""
+        pipe = self._pipe
+        if pipe is None:
+            raise RuntimeError(f"{self.spec.name} {self.task} is not loaded")
+        return pipe
+
+    def load(self) -> None:
+        """Load the pipeline from the local weights directory onto the device; idempotent, never downloads."""
+        with self._load_lock:
+            if self._pipe is not None:
+                return
+            apply_diffusers_workarounds()
+            cls = pipeline_class(self._source.pipeline)
+            base = self._share_with._pipe if self._share_with is not None else None
+            if base is not None:
+                pipe = derive_pipeline(cls, base)
+            else:
+                pipe = cls.from_pretrained(
+                    self.path, local_files_only=True, **{dtype_keyword(): self.placement.component_dtypes()}
+                )
+                pipe.to(self.placement.device)
+                if self.placement.is_cuda:
+                    # Decoding 81 frames at 832x480 in one piece needs tens of GB; tiles keep it to a few.
+                    pipe.vae.enable_tiling()
+            pipe.set_progress_bar_config(disable=True)
+            self._pipe = pipe
+            # Only needed to find the modules at load time; holding on would keep an evicted partner alive.
+            self._share_with = None
+
+    def unload(self) -> None:
+        """Drop this backend's reference to the pipeline and release cached device memory.
+
+        Modules still used by a sharing partner (or by a generation running right now) stay alive until
+        those let go of them too.
+        """
+        with self._load_lock:
+            self._pipe = None
+        gc.collect()
+        if self.placement.is_cuda:
+            torch.cuda.empty_cache()
+
+    def memory_bytes(self) -> int:
+        """Bytes of parameters and buffers held by the loaded pipeline (0 when unloaded)."""
+        pipe = self._pipe
+        if pipe is None:
+            return 0
+        return module_bytes(m for m in pipe.components.values() if isinstance(m, torch.nn.Module))
+
+    def estimate_bytes(self) -> int:
+        """Bytes the weights will take once loaded, read from the checkpoint headers without loading."""
+        dtypes = self.placement.component_dtypes()
+        return estimate_checkpoint_bytes(
+            self.path, lambda component: dtypes.get(component, dtypes["default"])
+        )
+
+    def generate(
+        self, request: GenerationRequest, progress: ProgressFn, should_cancel: CancelFn
+    ) -> GenerationResult:
+        """Make one clip of exactly ``(request.num_frames, request.height, request.width, 3)`` uint8 frames.
+
+        ``progress(step, total)`` is called after every denoising step; ``should_cancel()`` is polled right
+        after it, and when it turns true :class:`Cancelled` is raised from inside the denoising loop, so the
+        VAE never decodes. The same seed gives the same frames on the same device (noise is drawn on the CPU
+        so it does not depend on the GPU model either).
+        """
+        if request.task != self.task:
+            raise ValueError(f"this backend serves {self.task}, not {request.task}")
+        pipe = self.pipeline  # a local reference: an eviction mid-run must not pull it away
+        self._check_geometry(pipe, request)
+        task_inputs = self._task_inputs(request)
+        if should_cancel():
+            raise Cancelled("cancelled before the first step")
+
+        seed = request.seed if request.seed is not None else secrets.randbits(63)
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+
+        def on_step_end(
+            p: DiffusionPipeline, step: int, timestep: Any, tensors: dict[str, Any]
+        ) -> dict[str, Any]:
+            # num_timesteps is what the loop really runs: for v2v that is steps * strength, not steps.
+            total = int(p.num_timesteps)
+            progress(step + 1, total)
+            if should_cancel():
+                raise Cancelled(f"cancelled after step {step + 1} of {total}")
+            return {}
+
+        with self._running_lock:
+            self._running += 1
+        try:
+            with self._run_lock:
+                output = pipe(
+                    prompt=request.prompt,
+                    negative_prompt=request.negative_prompt,
+                    height=request.height,
+                    width=request.width,
+                    num_inference_steps=request.num_inference_steps,
+                    guidance_scale=request.guidance_scale,
+                    generator=generator,
+                    output_type="np",
+                    callback_on_step_end=on_step_end,
+                    callback_on_step_end_tensor_inputs=[],
+                    **task_inputs,
+                )
+        finally:
+            with self._running_lock:
+                self._running -= 1
+        frames = to_uint8(output.frames[0])
+        expected = (request.num_frames, request.height, request.width, 3)
+        if frames.shape != expected:
+            raise RuntimeError(
+                f"{self._source.pipeline} returned frames of shape {frames.shape}, expected {expected}"
+            )
+        return GenerationResult(frames=frames, fps=request.fps)
+
+    @staticmethod
+    def _check_geometry(pipe: DiffusionPipeline, request: GenerationRequest) -> None:
+        # Pipelines silently round sizes and lengths they cannot do; a caller would then get a clip that is
+        # not what it asked for. The registry only hands out valid values, so this guards direct callers.
+        vae = pipe.vae.config
+        patch = pipe.transformer.config.patch_size
+        multiple = vae.scale_factor_spatial * patch[1]
+        if request.width % multiple or request.height % multiple:
+            raise ValueError(
+                f"width and height must be multiples of {multiple}, got {request.width}x{request.height}"
+            )
+        if request.num_frames % vae.scale_factor_temporal != 1:
+            raise ValueError(f"num_frames must be {vae.scale_factor_temporal}k+1, got {request.num_frames}")
+        if request.num_inference_steps < 1:
+            raise ValueError("num_inference_steps must be at least 1")
+
+    def _task_inputs(self, request: GenerationRequest) -> dict[str, Any]:
+        w, h, n = request.width, request.height, request.num_frames
+        if self.task == "t2v":
+            return {"num_frames": n}
+        if self.task == "i2v":
+            if request.image is None:
+                raise ValueError("i2v needs an image (the first frame)")
+            return {"num_frames": n, "image": fit_image(request.image, w, h)}
+        if self.task == "v2v":
+            if not request.video:
+                raise ValueError("v2v needs a source video")
+            if not 0.0 <= request.strength <= 1.0:
+                raise ValueError(f"strength must be within [0, 1], got {request.strength}")
+            # The pipeline runs int(steps * strength) steps and fails outright on zero; run at least one.
+            strength = min(1.0, max(request.strength, (1.0 + 1e-6) / request.num_inference_steps))
+            # The output has as many frames as the source, so the source is conformed to the request.
+            return {"video": fit_video(request.video, n, w, h), "strength": strength}
+        if self.task == "vace":
+            if not request.reference_images and not request.video:
+                raise ValueError("vace needs reference images (or a control video)")
+            inputs: dict[str, Any] = {"num_frames": n}
+            if request.reference_images:
+                # The pipeline letterboxes references onto the canvas itself, keeping their proportions.
+                inputs["reference_images"] = [img.convert("RGB") for img in request.reference_images]
+            if request.video:
+                inputs["video"] = fit_video(request.video, n, w, h)
+            return inputs
+        raise ValueError(f"unknown task {self.task!r}")

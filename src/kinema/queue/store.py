@@ -1,0 +1,225 @@
+"""The durable job queue: claims under a lease with a fencing token, heartbeats, and fenced writes.
+
+Every write a worker makes after claiming is conditional on ``lease_token`` still being the one it
+got: once its lease expires and another worker claims the job (token + 1), the first worker's
+progress, completion and failure writes all match zero rows. That is what makes a stale worker
+harmless, whatever it is still doing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from kinema.db.models import VideoRow
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Proof that a worker holds a job: valid while ``token`` is still the row's ``lease_token``."""
+
+    video_id: str
+    token: int
+    attempt: int
+    worker_id: str
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Blob keys of a finished job's files."""
+
+    video_key: str
+    thumbnail_key: str
+    spritesheet_key: str
+
+
+class JobQueue:
+    """Claims, renews and settles video jobs stored in the ``videos`` table."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        lease_seconds: float,
+        max_attempts: int,
+        clock: Clock = time.time,
+    ) -> None:
+        self._sessions = sessions
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts
+        self._clock = clock
+        self._skip_locked = sessions.kw["bind"].dialect.name == "postgresql"
+
+    # -- claiming --------------------------------------------------------------------------------
+
+    def _claimable(self, now: float) -> ColumnElement[bool]:
+        expired = and_(
+            VideoRow.status == "in_progress",
+            VideoRow.lease_expires_at < now,
+            VideoRow.attempts < self.max_attempts,
+            VideoRow.cancel_requested.is_(False),
+        )
+        return or_(VideoRow.status == "queued", expired)
+
+    def claim(self, worker_id: str) -> Lease | None:
+        """Take the oldest claimable job (queued, or in progress with an expired lease), if any.
+
+        On PostgreSQL the candidate row is locked with ``FOR UPDATE SKIP LOCKED`` so concurrent
+        workers pick different rows; everywhere the UPDATE is also a compare-and-set on the token,
+        so two workers can never both win the same claim.
+        """
+        self.reap()
+        for _ in range(10):
+            now = self._clock()
+            with self._sessions.begin() as s:
+                stmt = (
+                    select(VideoRow.id, VideoRow.lease_token)
+                    .where(self._claimable(now))
+                    .order_by(VideoRow.created_at, VideoRow.id)
+                    .limit(1)
+                )
+                if self._skip_locked:
+                    stmt = stmt.with_for_update(skip_locked=True)
+                row = s.execute(stmt).first()
+                if row is None:
+                    return None
+                claimed = s.execute(
+                    update(VideoRow)
+                    .where(
+                        VideoRow.id == row.id,
+                        VideoRow.lease_token == row.lease_token,
+                        self._claimable(now),
+                    )
+                    .values(
+                        status="in_progress",
+                        lease_token=VideoRow.lease_token + 1,
+                        lease_owner=worker_id,
+                        lease_expires_at=now + self.lease_seconds,
+                        attempts=VideoRow.attempts + 1,
+                        started_at=func.coalesce(VideoRow.started_at, now),
+                    )
+                    .returning(VideoRow.lease_token, VideoRow.attempts)
+                ).first()
+                if claimed is not None:
+                    return Lease(row.id, claimed.lease_token, claimed.attempts, worker_id)
+        return None
+
+    def reap(self) -> int:
+        """Settle jobs whose worker vanished and that may not be retried; return how many.
+
+        A lease that expired after the last allowed attempt fails the job with ``worker_lost``;
+        an expired lease on a job whose cancellation was requested fails it as ``cancelled``.
+        """
+        now = self._clock()
+        expired = and_(VideoRow.status == "in_progress", VideoRow.lease_expires_at < now)
+        with self._sessions.begin() as s:
+            n = s.execute(
+                update(VideoRow)
+                .where(expired, VideoRow.cancel_requested.is_(True))
+                .values(_failed(now, "cancelled", "The video was cancelled."))
+            ).rowcount
+            n += s.execute(
+                update(VideoRow)
+                .where(expired, VideoRow.attempts >= self.max_attempts)
+                .values(
+                    _failed(
+                        now,
+                        "worker_lost",
+                        f"The worker running this video stopped responding {self.max_attempts} times; "
+                        "giving up. Try again, and tell the operator if it keeps happening.",
+                    )
+                )
+            ).rowcount
+        return n
+
+    # -- fenced writes by the lease holder -------------------------------------------------------
+
+    def _fenced(self, lease: Lease) -> ColumnElement[bool]:
+        return and_(
+            VideoRow.id == lease.video_id,
+            VideoRow.lease_token == lease.token,
+            VideoRow.status == "in_progress",
+        )
+
+    def heartbeat(self, lease: Lease) -> bool:
+        """Extend the lease; False when it was lost (reclaimed, cancelled out, or deleted)."""
+        now = self._clock()
+        with self._sessions.begin() as s:
+            return bool(
+                s.execute(
+                    update(VideoRow)
+                    .where(self._fenced(lease))
+                    .values(lease_expires_at=now + self.lease_seconds)
+                ).rowcount
+            )
+
+    def set_progress(self, lease: Lease, progress: int) -> bool:
+        """Record progress 0-99; it never goes down, even across a reclaim. False if lease lost."""
+        p = max(0, min(99, int(progress)))
+        with self._sessions.begin() as s:
+            return bool(
+                s.execute(
+                    update(VideoRow)
+                    .where(self._fenced(lease))
+                    .values(progress=case((VideoRow.progress < p, p), else_=VideoRow.progress))
+                ).rowcount
+            )
+
+    def should_stop(self, lease: Lease) -> bool:
+        """True when the job was cancelled, deleted, or is no longer held under this lease."""
+        with self._sessions() as s:
+            row = s.execute(
+                select(VideoRow.cancel_requested).where(self._fenced(lease))
+            ).first()
+        return row is None or bool(row.cancel_requested)
+
+    def complete(self, lease: Lease, outputs: Outputs) -> bool:
+        """Mark the job completed with its outputs, only if the lease is still ours."""
+        now = self._clock()
+        with self._sessions.begin() as s:
+            return bool(
+                s.execute(
+                    update(VideoRow)
+                    .where(self._fenced(lease), VideoRow.cancel_requested.is_(False))
+                    .values(
+                        status="completed",
+                        progress=100,
+                        completed_at=now,
+                        video_key=outputs.video_key,
+                        thumbnail_key=outputs.thumbnail_key,
+                        spritesheet_key=outputs.spritesheet_key,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                    )
+                ).rowcount
+            )
+
+    def fail(self, lease: Lease, code: str, message: str) -> bool:
+        """Mark the job failed with a user-facing error, only if the lease is still ours."""
+        now = self._clock()
+        with self._sessions.begin() as s:
+            return bool(s.execute(update(VideoRow).where(self._fenced(lease)).values(_failed(now, code, message))).rowcount)
+
+    # -- reads for metrics and readiness ---------------------------------------------------------
+
+    def depth(self) -> int:
+        """Jobs waiting for a worker."""
+        with self._sessions() as s:
+            return int(s.scalar(select(func.count()).where(VideoRow.status == "queued")) or 0)
+
+
+def _failed(now: float, code: str, message: str) -> dict[str, object]:
+    return {
+        "status": "failed",
+        "error_code": code,
+        "error_message": message,
+        "completed_at": now,
+        "lease_owner": None,
+        "lease_expires_at": None,
+    }

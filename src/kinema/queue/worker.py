@@ -1,0 +1,130 @@
+"""The worker loop: claim a job, keep its lease alive, run it, repeat until told to stop."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import Protocol
+
+from kinema.queue.store import JobQueue, Lease
+
+log = logging.getLogger(__name__)
+
+
+class JobContext:
+    """What a running job may do to its own row: report progress and ask whether to stop.
+
+    Both are throttled: progress is written at most every ``interval`` seconds (and always when it
+    reaches a new multiple of 10), and the database is asked about cancellation at the same rate.
+    """
+
+    def __init__(self, queue: JobQueue, lease: Lease, interval: float) -> None:
+        self._queue = queue
+        self.lease = lease
+        self._interval = interval
+        self._last_write = 0.0
+        self._last_written = -1
+        self._last_check = 0.0
+        self._stop = False
+        self.lease_lost = threading.Event()
+
+    def progress(self, percent: int) -> None:
+        """Record progress; a lost lease turns into a stop request."""
+        now = time.monotonic()
+        decade_crossed = percent // 10 > self._last_written // 10
+        if percent <= self._last_written or (now - self._last_write < self._interval and not decade_crossed):
+            return
+        self._last_write, self._last_written = now, percent
+        if not self._queue.set_progress(self.lease, percent):
+            self.lease_lost.set()
+
+    def should_stop(self) -> bool:
+        """True once the job was cancelled or deleted, or the lease was lost."""
+        if self._stop or self.lease_lost.is_set():
+            return True
+        now = time.monotonic()
+        if now - self._last_check >= self._interval:
+            self._last_check = now
+            self._stop = self._queue.should_stop(self.lease)
+        return self._stop
+
+
+class JobRunner(Protocol):
+    """Runs one claimed job to a fenced completion or failure."""
+
+    def run(self, ctx: JobContext) -> None: ...
+
+
+class _Heartbeat(threading.Thread):
+    def __init__(self, queue: JobQueue, ctx: JobContext, every: float) -> None:
+        super().__init__(name=f"heartbeat-{ctx.lease.video_id}", daemon=True)
+        self._queue, self._ctx, self._every = queue, ctx, every
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(self._every):
+            try:
+                if not self._queue.heartbeat(self._ctx.lease):
+                    self._ctx.lease_lost.set()
+                    return
+            except Exception:  # a transient database error must not kill the job; the lease may lapse
+                log.exception("heartbeat failed for %s", self._ctx.lease.video_id)
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join(timeout=5)
+
+
+def default_worker_id() -> str:
+    """host:pid:random, so a log line says which process held a lease."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    """Claims and runs jobs one at a time until ``stop`` is set."""
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        runner: JobRunner,
+        *,
+        worker_id: str | None = None,
+        poll_seconds: float = 0.5,
+        heartbeat_seconds: float = 5.0,
+        progress_interval: float = 0.25,
+    ) -> None:
+        self.queue = queue
+        self.runner = runner
+        self.worker_id = worker_id or default_worker_id()
+        self.poll_seconds = poll_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self.progress_interval = progress_interval
+
+    def run_once(self) -> bool:
+        """Claim and run one job; False when there was nothing to claim."""
+        lease = self.queue.claim(self.worker_id)
+        if lease is None:
+            return False
+        log.info("worker %s claimed %s (attempt %d, token %d)", self.worker_id, lease.video_id, lease.attempt, lease.token)
+        ctx = JobContext(self.queue, lease, self.progress_interval)
+        heartbeat = _Heartbeat(self.queue, ctx, self.heartbeat_seconds)
+        heartbeat.start()
+        try:
+            self.runner.run(ctx)
+        finally:
+            heartbeat.stop()
+        return True
+
+    def run(self, stop: threading.Event) -> None:
+        """Loop until ``stop`` is set; database hiccups are logged and retried after a pause."""
+        while not stop.is_set():
+            try:
+                if not self.run_once():
+                    stop.wait(self.poll_seconds)
+            except Exception:
+                log.exception("worker %s: error while claiming or running a job", self.worker_id)
+                stop.wait(max(self.poll_seconds, 1.0))

@@ -1,0 +1,47 @@
+"""Errors services raise; the API turns each into the OpenAI error envelope with its status."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base: a message safe to show the caller, the parameter at fault, and a machine code."""
+
+    status = 400
+    type = "invalid_request_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+class InvalidRequest(ServiceError):
+    """The request is malformed or asks for something this deployment cannot do (400)."""
+
+
+class NotFound(ServiceError):
+    """No such object for this caller. Also used for other owners' objects, so existence never leaks."""
+
+    status = 404
+
+    def __init__(self, what: str, object_id: str) -> None:
+        super().__init__(f"No {what} found with id '{object_id}'.", param="id", code="not_found")
+
+
+class Conflict(ServiceError):
+    """The object exists but is in the wrong state for this request (409)."""
+
+    status = 409
+
+
+class PayloadTooLarge(ServiceError):
+    """An upload exceeds the configured cap (413)."""
+
+    status = 413
+
+
+class UnsupportedMediaType(ServiceError):
+    """An upload is not an accepted format (415)."""
+
+    status = 415

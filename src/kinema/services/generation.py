@@ -1,0 +1,165 @@
+"""Runs one claimed job: inputs -> model -> frames -> MP4, thumbnail, spritesheet -> fenced completion.
+
+At-least-once execution with exactly-once effects: each attempt writes under
+``videos/<id>/<lease token>/``; only the attempt whose token is still current can complete the row,
+and it then removes any other attempt's leftovers. An attempt that lost its lease removes its own.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from kinema.blobs import BlobStore
+from kinema.db.models import VideoRow
+from kinema.engine.base import Cancelled, GenerationRequest, ModelNotAvailable
+from kinema.engine.registry import ModelRegistry, UnknownModel
+from kinema.engine.runtime import Engine
+from kinema.media.encode import encode_mp4
+from kinema.media.previews import make_spritesheet, make_thumbnail
+from kinema.media.video_decode import read_mp4
+from kinema.queue.store import JobQueue, Outputs
+from kinema.queue.worker import JobContext
+from kinema.services.videos import output_prefix
+
+log = logging.getLogger(__name__)
+
+MODEL_SHARE = 90
+"""Percent of progress given to denoising; encoding and upload take the rest."""
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    request: GenerationRequest
+    prefix_frames: np.ndarray | None  # frames an extension continues from
+
+
+class GenerationRunner:
+    """Executes claimed jobs with the engine, the media encoders and the blob store."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        queue: JobQueue,
+        blobs: BlobStore,
+        registry: ModelRegistry,
+        engine: Engine,
+    ) -> None:
+        self._sessions = sessions
+        self._queue = queue
+        self._blobs = blobs
+        self._registry = registry
+        self._engine = engine
+
+    def run(self, ctx: JobContext) -> None:
+        """Run the job held by ``ctx.lease`` to completion or a recorded failure."""
+        lease = ctx.lease
+        with self._sessions() as s:
+            row = s.scalar(select(VideoRow).where(VideoRow.id == lease.video_id))
+        if row is None:
+            return  # deleted between claim and start
+        try:
+            self._run(row, ctx)
+        except Cancelled:
+            self._queue.fail(lease, "cancelled", "The video was cancelled.")
+        except ModelNotAvailable as exc:
+            self._queue.fail(lease, "model_not_available", str(exc))
+        except UnknownModel as exc:
+            self._queue.fail(lease, "model_not_found", str(exc))
+        except Exception as exc:
+            log.exception("video %s failed", row.id)
+            self._queue.fail(lease, "generation_failed", f"Generation failed: {type(exc).__name__}: {exc}")
+
+    def _run(self, row: VideoRow, ctx: JobContext) -> None:
+        spec = self._registry.resolve(row.model)
+        inputs = self._inputs(row)
+        backend = self._engine.backend_for(spec, inputs.request.task)
+        if ctx.should_stop():
+            raise Cancelled()
+        result = backend.generate(
+            inputs.request,
+            progress=lambda done, total: ctx.progress(MODEL_SHARE * done // max(total, 1)),
+            should_cancel=ctx.should_stop,
+        )
+        frames = result.frames
+        if inputs.prefix_frames is not None:
+            # The new segment starts on the source's last frame: keep that frame once.
+            frames = np.concatenate([inputs.prefix_frames, frames[1:]], axis=0)
+        mp4 = encode_mp4(frames, row.fps)
+        thumbnail = make_thumbnail(frames)
+        spritesheet = make_spritesheet(frames)
+        ctx.progress(95)
+        if ctx.should_stop():
+            raise Cancelled()
+        self._publish(row, ctx, mp4, thumbnail, spritesheet)
+
+    def _publish(self, row: VideoRow, ctx: JobContext, mp4: bytes, thumbnail: bytes, spritesheet: bytes) -> None:
+        lease = ctx.lease
+        prefix = f"{output_prefix(row.id)}/{lease.token}"
+        outputs = Outputs(f"{prefix}/video.mp4", f"{prefix}/thumbnail.webp", f"{prefix}/spritesheet.jpg")
+        self._blobs.put(outputs.video_key, mp4)
+        self._blobs.put(outputs.thumbnail_key, thumbnail)
+        self._blobs.put(outputs.spritesheet_key, spritesheet)
+        if self._queue.complete(lease, outputs):
+            for key in self._blobs.list_prefix(output_prefix(row.id)):
+                if not key.startswith(prefix + "/"):
+                    self._blobs.delete_prefix(key.rsplit("/", 1)[0])
+        else:
+            # Our lease was lost (reclaimed, cancelled or deleted): this attempt leaves nothing behind.
+            self._blobs.delete_prefix(prefix)
+            if self._queue.should_stop(lease):
+                self._queue.fail(lease, "cancelled", "The video was cancelled.")
+
+    def _inputs(self, row: VideoRow) -> _Inputs:
+        p = row.params
+        image: Image.Image | None = None
+        video: list[Image.Image] | None = None
+        prefix_frames: np.ndarray | None = None
+        size = (row.width, row.height)
+        if row.input_image_key:
+            image = _fit(Image.open(io.BytesIO(self._blobs.get(row.input_image_key))).convert("RGB"), size)
+        if row.input_video_key:
+            clip = read_mp4(self._blobs.get(row.input_video_key))
+            if p.get("stitch"):  # an extension, or a remix of one
+                n_prefix = max(1, round(clip.frames.shape[0] / clip.fps * row.fps))
+                prefix = [_fit(Image.fromarray(f), size) for f in _resample(clip.frames, clip.fps, row.fps, n_prefix)]
+                prefix_frames = np.stack([np.asarray(f) for f in prefix])
+                image = prefix[-1]
+            else:
+                picked = _resample(clip.frames, clip.fps, row.fps, row.num_frames)
+                video = [_fit(Image.fromarray(f), size) for f in picked]
+        request = GenerationRequest(
+            task=row.task,  # type: ignore[arg-type]
+            prompt=row.prompt,
+            width=row.width,
+            height=row.height,
+            num_frames=row.num_frames,
+            fps=row.fps,
+            num_inference_steps=int(p["num_inference_steps"]),
+            guidance_scale=float(p["guidance_scale"]),
+            seed=p.get("seed"),
+            negative_prompt=p.get("negative_prompt"),
+            image=image,
+            video=video,
+            strength=float(p.get("strength", 0.7)),
+        )
+        return _Inputs(request, prefix_frames)
+
+
+def _fit(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Scale and centre-crop to exactly ``size`` (width, height)."""
+    if image.size == size:
+        return image
+    return ImageOps.fit(image, size, method=Image.Resampling.LANCZOS)
+
+
+def _resample(frames: np.ndarray, src_fps: float, fps: int, count: int) -> np.ndarray:
+    """``count`` frames taken at ``fps`` from a clip at ``src_fps`` (the last frame repeats if short)."""
+    idx = [min(frames.shape[0] - 1, round(i * src_fps / fps)) for i in range(count)]
+    return frames[idx]

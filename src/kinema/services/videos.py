@@ -1,0 +1,440 @@
+"""The video service: validate a request, snapshot its inputs, enqueue it; read, cancel and delete.
+
+Every method takes the caller's owner id and only ever sees that owner's rows, so another owner's
+video is indistinguishable from a missing one (404). A refused request writes nothing: inputs are
+decoded and checked before any blob or row is written, and the row is inserted last.
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from kinema.blobs import BlobStore
+from kinema.db.models import VideoRow
+from kinema.engine.base import Task
+from kinema.engine.registry import ModelRegistry, ModelSpec, UnknownModel
+from kinema.media.encode import encode_mp4
+from kinema.media.errors import MediaError
+from kinema.media.images import decode_image
+from kinema.media.video_decode import DecodedVideo, decode_video, read_mp4
+from kinema.services.errors import (
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    ServiceError,
+    UnsupportedMediaType,
+)
+from kinema.services import planning
+from kinema.services.planning import Plan
+from kinema.services.options import CreateVideo, EditVideo, ExtendVideo, GenerationOptions, VideoSource
+
+Variant = Literal["video", "thumbnail", "spritesheet"]
+MEDIA_TYPES: dict[str, str] = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet": "image/jpeg"}
+DEFAULT_EDIT_STRENGTH = 0.7
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """Caps on what a caller may upload."""
+
+    max_bytes: int
+    max_image_pixels: int
+    max_video_pixels: int
+    max_video_frames: int
+    max_video_seconds: float
+    max_inference_steps: int = 100
+    max_prompt_chars: int = 4000
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list: rows plus whether more follow."""
+
+    rows: list[VideoRow]
+    has_more: bool
+
+
+def new_video_id() -> str:
+    """An opaque id shaped like the hosted API's (``video_`` + 32 hex digits)."""
+    return f"video_{uuid.uuid4().hex}"
+
+
+def input_prefix(video_id: str) -> str:
+    """Blob prefix for a job's snapshotted inputs."""
+    return f"inputs/{video_id}"
+
+
+def output_prefix(video_id: str) -> str:
+    """Blob prefix under which each attempt writes ``<token>/...``."""
+    return f"videos/{video_id}"
+
+
+class VideoService:
+    """Creates and manages video jobs for one owner at a time."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        blobs: BlobStore,
+        registry: ModelRegistry,
+        limits: UploadLimits,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._sessions = sessions
+        self._blobs = blobs
+        self._registry = registry
+        self._limits = limits
+        self._clock = clock
+
+    # -- create ----------------------------------------------------------------------------------
+
+    def create(self, owner_id: str, req: CreateVideo) -> VideoRow:
+        """Validate and enqueue a text-to-video (or, with an image, image-to-video) job."""
+        self._check_prompt(req.prompt)
+        spec = self._model(req.model)
+        task: Task = "i2v" if req.image is not None else "t2v"
+        self._require_task(spec, task, "input_reference")
+        plan = self._plan(spec, req.size, req.seconds, req.options)
+        params = self._params(spec, req.options, {})
+        image_png = self._normalise_image(req.image) if req.image is not None else None
+        video_id = new_video_id()
+        inputs = {"input_image.png": image_png} if image_png else {}
+        row = self._row(video_id, owner_id, "create", task, spec, req.prompt, plan, params)
+        if image_png:
+            row.input_image_key = f"{input_prefix(video_id)}/input_image.png"
+        return self._enqueue(row, inputs)
+
+    def remix(self, owner_id: str, source_id: str, prompt: str, options: GenerationOptions) -> VideoRow:
+        """Enqueue the source video's job again with a new prompt (and any given options)."""
+        self._check_prompt(prompt)
+        src = self._completed(owner_id, source_id, "remix")
+        spec = self._model(src.model)
+        video_id = new_video_id()
+        plan = Plan(src.width, src.height, src.num_frames, src.fps, src.seconds)
+        if options.fps is not None and options.fps != src.fps:
+            plan = self._plan(spec, src.size, src.params.get("requested_seconds", src.seconds), options)
+        params = self._params(spec, options, src.params)
+        row = self._row(video_id, owner_id, "remix", src.task, spec, prompt, plan, params)
+        row.remixed_from_video_id = src.id
+        row.source_video_id = src.source_video_id
+        inputs: dict[str, bytes] = {}
+        for attr, name in (("input_image_key", "input_image.png"), ("input_video_key", "source.mp4")):
+            key = getattr(src, attr)
+            if key:
+                inputs[name] = self._blobs.get(key)
+                setattr(row, attr, f"{input_prefix(video_id)}/{name}")
+        return self._enqueue(row, inputs)
+
+    def edit(self, owner_id: str, req: EditVideo) -> VideoRow:
+        """Enqueue a video-to-video job over a completed video or an uploaded clip."""
+        self._check_prompt(req.prompt)
+        src_row, clip = self._source(owner_id, req.source, "edit")
+        spec = self._model(req.model or (src_row.model if src_row else None))
+        self._require_task(spec, "v2v", "model")
+        width, height = _closest_native(spec, clip.frames.shape[2], clip.frames.shape[1])
+        fps = req.options.fps or spec.fps
+        seconds = _seconds_for(spec, clip.frames.shape[0] / clip.fps)
+        num_frames = self._frames(spec, seconds, req.options)
+        plan = Plan(width, height, num_frames, fps, seconds)
+        params = self._params(spec, req.options, {"strength": DEFAULT_EDIT_STRENGTH})
+        return self._enqueue_with_source(owner_id, "edit", "v2v", spec, req.prompt, plan, params, src_row, clip)
+
+    def extend(self, owner_id: str, req: ExtendVideo) -> VideoRow:
+        """Enqueue an extension: continue a clip from its last frame; ``seconds`` is the new part."""
+        self._check_prompt(req.prompt)
+        src_row, clip = self._source(owner_id, req.source, "extend")
+        spec = self._model(req.model or (src_row.model if src_row else None))
+        self._require_task(spec, "i2v", "model")
+        width, height = _closest_native(spec, clip.frames.shape[2], clip.frames.shape[1])
+        new_frames = self._frames(spec, req.seconds, req.options)
+        fps = req.options.fps or spec.fps
+        source_seconds = float(src_row.seconds) if src_row else clip.frames.shape[0] / clip.fps
+        total = _format_seconds(source_seconds + float(req.seconds))
+        plan = Plan(width, height, new_frames, fps, total)
+        params = self._params(spec, req.options, {"stitch": True})
+        return self._enqueue_with_source(owner_id, "extend", "i2v", spec, req.prompt, plan, params, src_row, clip)
+
+    # -- read / manage ---------------------------------------------------------------------------
+
+    def get(self, owner_id: str, video_id: str) -> VideoRow:
+        """The caller's video, or :class:`NotFound` (also for another owner's video)."""
+        with self._sessions() as s:
+            row = s.scalar(select(VideoRow).where(VideoRow.id == video_id, VideoRow.owner_id == owner_id))
+        if row is None:
+            raise NotFound("video", video_id)
+        return row
+
+    def list(self, owner_id: str, *, after: str | None, limit: int, order: str) -> Page:
+        """The caller's videos by creation time; ``after`` continues from a previous page's last id."""
+        desc = order == "desc"
+        stmt = select(VideoRow).where(VideoRow.owner_id == owner_id)
+        if after:
+            with self._sessions() as s:
+                anchor = s.execute(
+                    select(VideoRow.created_at, VideoRow.id).where(
+                        VideoRow.id == after, VideoRow.owner_id == owner_id
+                    )
+                ).first()
+            if anchor is None:
+                raise InvalidRequest(f"No video found with id '{after}' to list after.", param="after")
+            c, i = anchor
+            if desc:
+                cond = or_(VideoRow.created_at < c, and_(VideoRow.created_at == c, VideoRow.id < i))
+            else:
+                cond = or_(VideoRow.created_at > c, and_(VideoRow.created_at == c, VideoRow.id > i))
+            stmt = stmt.where(cond)
+        keys = (VideoRow.created_at.desc(), VideoRow.id.desc()) if desc else (VideoRow.created_at, VideoRow.id)
+        with self._sessions() as s:
+            rows = list(s.scalars(stmt.order_by(*keys).limit(limit + 1)))
+        return Page(rows[:limit], len(rows) > limit)
+
+    def cancel(self, owner_id: str, video_id: str) -> VideoRow:
+        """Cancel a queued job at once, or ask a running one to stop at its next step.
+
+        A finished video cannot be cancelled (409). A cancelled job ends as ``failed`` with error
+        code ``cancelled``, which SDK code that knows only the four statuses understands.
+        """
+        self.get(owner_id, video_id)
+        now = self._clock()
+        with self._sessions.begin() as s:
+            mine = and_(VideoRow.id == video_id, VideoRow.owner_id == owner_id)
+            s.execute(
+                update(VideoRow)
+                .where(mine, VideoRow.status == "queued")
+                .values(
+                    status="failed",
+                    cancel_requested=True,
+                    error_code="cancelled",
+                    error_message="The video was cancelled.",
+                    completed_at=now,
+                )
+            )
+            s.execute(
+                update(VideoRow).where(mine, VideoRow.status == "in_progress").values(cancel_requested=True)
+            )
+        row = self.get(owner_id, video_id)
+        if row.status in ("completed",) or (row.status == "failed" and row.error_code != "cancelled"):
+            raise Conflict(f"Video '{video_id}' already {row.status}; there is nothing to cancel.",
+                           param="id", code="video_not_cancellable")
+        return row
+
+    def delete(self, owner_id: str, video_id: str) -> None:
+        """Delete the row, its inputs and every output; a running job is stopped by its lost lease."""
+        self.get(owner_id, video_id)
+        with self._sessions.begin() as s:
+            s.execute(delete(VideoRow).where(VideoRow.id == video_id, VideoRow.owner_id == owner_id))
+        self._blobs.delete_prefix(output_prefix(video_id))
+        self._blobs.delete_prefix(input_prefix(video_id))
+
+    def content_key(self, owner_id: str, video_id: str, variant: Variant) -> str:
+        """Blob key of a completed video's asset; 409 with the status while it is not ready."""
+        row = self.get(owner_id, video_id)
+        if row.status != "completed":
+            detail = f"{row.progress}% done" if row.status in ("queued", "in_progress") else (
+                row.error_message or "it failed")
+            raise Conflict(
+                f"Video '{video_id}' is {row.status} ({detail}); its content is available once it is completed.",
+                param="id",
+                code="video_not_ready",
+            )
+        key = {"video": row.video_key, "thumbnail": row.thumbnail_key, "spritesheet": row.spritesheet_key}[variant]
+        if key is None or not self._blobs.exists(key):
+            raise NotFound("content", video_id)
+        return key
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _check_prompt(self, prompt: str) -> None:
+        if not prompt.strip():
+            raise InvalidRequest("Invalid value for 'prompt': it is empty.", param="prompt", code="invalid_value")
+        if len(prompt) > self._limits.max_prompt_chars:
+            raise InvalidRequest(
+                f"Invalid value for 'prompt': {len(prompt)} characters; at most {self._limits.max_prompt_chars}.",
+                param="prompt",
+                code="invalid_value",
+            )
+
+    def _model(self, name: str | None) -> ModelSpec:
+        try:
+            return self._registry.resolve(name)
+        except UnknownModel as exc:
+            raise InvalidRequest(str(exc), param="model", code="model_not_found") from None
+
+    @staticmethod
+    def _require_task(spec: ModelSpec, task: Task, param: str) -> None:
+        if task not in spec.tasks:
+            what = {"t2v": "text-to-video", "i2v": "image-to-video (input_reference, extensions)",
+                    "v2v": "video-to-video (edits)", "vace": "reference-to-video"}[task]
+            raise InvalidRequest(
+                f"Model '{spec.name}' cannot do {what}; it can do: {spec.capabilities()}.",
+                param=param,
+                code="unsupported_task",
+            )
+
+    def _plan(self, spec: ModelSpec, size: str | None, seconds: str | None, options: GenerationOptions) -> Plan:
+        return planning.plan(self._registry, spec, size, seconds, options)
+
+    def _frames(self, spec: ModelSpec, seconds: str, options: GenerationOptions) -> int:
+        return planning.frames_for(self._registry, spec, seconds, options)
+
+    def _params(self, spec: ModelSpec, options: GenerationOptions, base: dict[str, Any]) -> dict[str, Any]:
+        params = options.merged_over(base)
+        params.setdefault("seed", secrets.randbelow(2**32))
+        params.setdefault("num_inference_steps", spec.default_steps)
+        params.setdefault("guidance_scale", spec.default_guidance)
+        if params["num_inference_steps"] > self._limits.max_inference_steps:
+            raise InvalidRequest(
+                f"num_inference_steps may be at most {self._limits.max_inference_steps}.",
+                param="num_inference_steps",
+                code="unsupported_value",
+            )
+        params.pop("fps", None)
+        return params
+
+    def _row(
+        self,
+        video_id: str,
+        owner_id: str,
+        kind: str,
+        task: str,
+        spec: ModelSpec,
+        prompt: str,
+        plan: Plan,
+        params: dict[str, Any],
+    ) -> VideoRow:
+        return VideoRow(
+            id=video_id,
+            owner_id=owner_id,
+            kind=kind,
+            task=task,
+            model=spec.name,
+            prompt=prompt,
+            size=f"{plan.width}x{plan.height}",
+            seconds=plan.seconds,
+            width=plan.width,
+            height=plan.height,
+            num_frames=plan.num_frames,
+            fps=plan.fps,
+            params={**params, "requested_seconds": plan.seconds},
+            status="queued",
+            progress=0,
+            cancel_requested=False,
+            created_at=self._clock(),
+            lease_token=0,
+            attempts=0,
+        )
+
+    def _enqueue(self, row: VideoRow, inputs: dict[str, bytes]) -> VideoRow:
+        """Write inputs, then the row; if the row cannot be written, remove the inputs again."""
+        prefix = input_prefix(row.id)
+        try:
+            for name, data in inputs.items():
+                self._blobs.put(f"{prefix}/{name}", data)
+            with self._sessions.begin() as s:
+                s.add(row)
+        except BaseException:
+            self._blobs.delete_prefix(prefix)
+            raise
+        return row
+
+    def _enqueue_with_source(
+        self,
+        owner_id: str,
+        kind: str,
+        task: Task,
+        spec: ModelSpec,
+        prompt: str,
+        plan: Plan,
+        params: dict[str, Any],
+        src_row: VideoRow | None,
+        clip: DecodedVideo,
+    ) -> VideoRow:
+        video_id = new_video_id()
+        row = self._row(video_id, owner_id, kind, task, spec, prompt, plan, params)
+        row.source_video_id = src_row.id if src_row else None
+        row.input_video_key = f"{input_prefix(video_id)}/source.mp4"
+        if src_row is not None and src_row.video_key:
+            data = self._blobs.get(src_row.video_key)
+        else:
+            # An upload is re-encoded by us: the worker then reads a trusted file, and the
+            # uploader's container metadata (GPS, device, names) is not kept.
+            data = encode_mp4(clip.frames, max(1, round(clip.fps)))
+        row.params = {**row.params, "source_frames": int(clip.frames.shape[0]), "source_fps": float(clip.fps)}
+        return self._enqueue(row, {"source.mp4": data})
+
+    def _completed(self, owner_id: str, video_id: str, action: str) -> VideoRow:
+        row = self.get(owner_id, video_id)
+        if row.status != "completed":
+            raise Conflict(
+                f"Video '{video_id}' is {row.status}; only a completed video can be used to {action}.",
+                param="video_id" if action == "remix" else "video",
+                code="video_not_ready",
+            )
+        return row
+
+    def _source(self, owner_id: str, source: VideoSource, action: str) -> tuple[VideoRow | None, DecodedVideo]:
+        if source.video_id is not None:
+            row = self._completed(owner_id, source.video_id, action)
+            assert row.video_key is not None
+            return row, read_mp4(self._blobs.get(row.video_key))
+        assert source.upload is not None
+        lim = self._limits
+        try:
+            clip = decode_video(
+                source.upload,
+                max_bytes=lim.max_bytes,
+                max_pixels=lim.max_video_pixels,
+                max_frames=lim.max_video_frames,
+                max_seconds=lim.max_video_seconds,
+            )
+        except MediaError as exc:
+            raise _media_error(exc, "video") from None
+        return None, clip
+
+    def _normalise_image(self, data: bytes) -> bytes:
+        lim = self._limits
+        try:
+            image = decode_image(data, max_bytes=lim.max_bytes, max_pixels=lim.max_image_pixels)
+        except MediaError as exc:
+            raise _media_error(exc, "input_reference") from None
+        # Re-encoded as PNG: what is stored is pixels only, without the upload's EXIF (GPS, device).
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        return buf.getvalue()
+
+
+def _media_error(exc: MediaError, param: str) -> ServiceError:
+    cls: type[ServiceError] = {
+        "file_too_large": PayloadTooLarge,
+        "unsupported_media_type": UnsupportedMediaType,
+    }.get(exc.code, InvalidRequest)
+    return cls(f"Invalid '{param}': {exc}", param=param, code=exc.code)
+
+
+def _closest_native(spec: ModelSpec, width: int, height: int) -> tuple[int, int]:
+    """The model's native size whose aspect ratio is nearest the source's."""
+    natives = sorted(set(spec.sizes.values()))
+    aspect = width / height
+    return min(natives, key=lambda wh: abs(np.log((wh[0] / wh[1]) / aspect)))
+
+
+def _seconds_for(spec: ModelSpec, duration: float) -> str:
+    """The longest allowed ``seconds`` value not above ``duration`` (else the shortest)."""
+    options = sorted(spec.seconds, key=float)
+    fitting = [s for s in options if float(s) <= duration + 1e-6]
+    return fitting[-1] if fitting else options[0]
+
+
+def _format_seconds(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"

@@ -1,0 +1,185 @@
+"""decode_video and read_mp4 on real files made by our encoder and by PyAV directly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kinema.media import video_decode
+from kinema.media.encode import encode_mp4
+from kinema.media.errors import MediaError
+from kinema.media.video_decode import DecodedVideo, decode_video, read_mp4
+from tests.media.factories import encode_with_pyav, gradient_clip, image_bytes
+
+LIMITS = {"max_bytes": 10_000_000, "max_pixels": 1280 * 720, "max_frames": 100, "max_seconds": 10.0}
+
+
+def _decode(data: bytes, **limits: float) -> DecodedVideo:
+    return decode_video(data, **{**LIMITS, **limits})  # type: ignore[arg-type]
+
+
+def _refused(data: bytes, code: str, **limits: float) -> MediaError:
+    with pytest.raises(MediaError) as caught:
+        _decode(data, **limits)
+    assert caught.value.code == code, caught.value
+    return caught.value
+
+
+@pytest.fixture(scope="module")
+def clip() -> np.ndarray:
+    return gradient_clip(frames=12, height=96, width=128)
+
+
+def _count_conversions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count frames that got converted to RGB (i.e. fully decoded and kept)."""
+    calls: list[int] = []
+    real = video_decode._upright
+
+    def counting(rgb: np.ndarray, rotation: int) -> np.ndarray:
+        calls.append(1)
+        return real(rgb, rotation)
+
+    monkeypatch.setattr(video_decode, "_upright", counting)
+    return calls
+
+
+def test_our_mp4_decodes(clip: np.ndarray) -> None:
+    video = _decode(encode_mp4(clip, 16))
+    assert video.frames.dtype == np.uint8
+    assert video.frames.shape == clip.shape
+    assert video.fps == 16.0
+    assert np.abs(video.frames.astype(int) - clip).mean() < 2.0
+
+
+@pytest.mark.parametrize(
+    ("container_format", "codec"),
+    [
+        ("webm", "libvpx-vp9"),
+        ("webm", "libvpx"),
+        ("matroska", "libx264"),
+        ("mov", "libx264"),
+        ("mp4", "mpeg4"),
+    ],
+)
+def test_third_party_files_decode(clip: np.ndarray, container_format: str, codec: str) -> None:
+    video = _decode(encode_with_pyav(clip, 12, container_format=container_format, codec=codec))
+    assert video.frames.shape == clip.shape
+    assert video.fps == 12.0
+    assert np.abs(video.frames.astype(int) - clip).mean() < 8.0
+
+
+def test_audio_streams_are_ignored(clip: np.ndarray) -> None:
+    data = encode_with_pyav(clip, 12, container_format="mp4", codec="libx264", with_audio=True)
+    assert _decode(data).frames.shape == clip.shape
+
+
+def test_display_rotation_is_applied() -> None:
+    frames = np.zeros((3, 32, 64, 3), np.uint8)
+    frames[:, :, :32] = (220, 30, 30)  # left half red
+    frames[:, :, 32:] = (30, 30, 220)
+    # -90: the display matrix turns the picture clockwise, as in portrait phone videos.
+    video = _decode(encode_with_pyav(frames, 8, container_format="mp4", codec="libx264", rotation=-90))
+    assert video.frames.shape == (3, 64, 32, 3)
+    assert np.abs(video.frames[:, 8, 16].astype(int) - (220, 30, 30)).max() < 25  # red on top
+    assert np.abs(video.frames[:, 56, 16].astype(int) - (30, 30, 220)).max() < 25
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        image_bytes(Image.new("RGB", (8, 8)), "PNG"),
+        image_bytes(Image.new("RGB", (8, 8)), "JPEG"),
+        b"hello, I am definitely a video.mp4",
+        b"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile:///etc/passwd\n",
+        b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1heic",  # HEIF still image
+        b"",
+    ],
+    ids=["png", "jpeg", "text", "hls-playlist", "heif", "empty"],
+)
+def test_non_videos_are_refused_by_content(data: bytes) -> None:
+    _refused(data, "unsupported_media_type")
+
+
+def test_audio_only_file_is_refused(clip: np.ndarray) -> None:
+    data = encode_with_pyav(
+        clip, 12, container_format="mp4", codec="libx264", video_streams=0, with_audio=True
+    )
+    error = _refused(data, "unsupported_media_type")
+    assert "it has 0" in error.message
+
+
+def test_disallowed_codec_in_an_allowed_container_is_refused(clip: np.ndarray) -> None:
+    data = encode_with_pyav(clip[:2], 12, container_format="matroska", codec="ffv1")
+    _refused(data, "unsupported_media_type")
+
+
+def test_more_than_one_video_stream_is_refused(clip: np.ndarray) -> None:
+    data = encode_with_pyav(clip[:2], 12, container_format="mp4", codec="libx264", video_streams=2)
+    error = _refused(data, "unsupported_media_type")
+    assert "exactly one video stream" in error.message
+
+
+def test_oversized_file_is_refused(clip: np.ndarray) -> None:
+    data = encode_mp4(clip, 16)
+    _refused(data, "file_too_large", max_bytes=len(data) - 1)
+
+
+def test_too_many_pixels_is_refused_before_any_frame_is_decoded(
+    clip: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conversions = _count_conversions(monkeypatch)
+    _refused(encode_mp4(clip, 16), "too_many_pixels", max_pixels=128 * 96 - 1)
+    assert conversions == []
+    assert _decode(encode_mp4(clip, 16), max_pixels=128 * 96).frames.shape == clip.shape
+
+
+def test_too_many_frames_is_refused(clip: np.ndarray) -> None:
+    data = encode_mp4(clip, 16)  # 12 frames
+    _refused(data, "video_too_long", max_frames=11)
+    assert len(_decode(data, max_frames=12).frames) == 12
+
+
+def test_too_many_seconds_is_refused(clip: np.ndarray) -> None:
+    data = encode_mp4(clip, 4)  # 12 frames at 4 fps: the last one starts at 2.75 s
+    _refused(data, "video_too_long", max_seconds=2.75)
+    assert len(_decode(data, max_seconds=2.8).frames) == 12
+
+
+@pytest.mark.parametrize(("limit", "value"), [("max_frames", 5), ("max_seconds", 5 / 12)])
+def test_length_limits_stop_decoding_early(
+    clip: np.ndarray, monkeypatch: pytest.MonkeyPatch, limit: str, value: float
+) -> None:
+    # WebM headers carry no per-stream frame count or duration, so only the check made
+    # while decoding can catch this; it must stop at the limit, not decode all 36 frames.
+    data = encode_with_pyav(np.concatenate([clip] * 3), 12, container_format="webm", codec="libvpx-vp9")
+    conversions = _count_conversions(monkeypatch)
+    _refused(data, "video_too_long", **{limit: value})
+    assert len(conversions) == 5
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + np.random.default_rng(0).bytes(4000),
+        b"\x1a\x45\xdf\xa3" + np.random.default_rng(1).bytes(4000),
+    ],
+    ids=["mp4-header-then-garbage", "ebml-header-then-garbage"],
+)
+def test_garbage_behind_a_valid_signature_is_corrupt(data: bytes) -> None:
+    _refused(data, "corrupt_media")
+
+
+def test_corrupted_payload_is_corrupt(clip: np.ndarray) -> None:
+    data = bytearray(encode_mp4(clip, 16))
+    moov = data.find(b"moov")
+    data[moov + 8 :] = np.random.default_rng(2).bytes(len(data) - moov - 8)  # trash the index
+    _refused(bytes(data), "corrupt_media")
+
+
+def test_read_mp4_decodes_our_own_files_without_limits() -> None:
+    long_clip = gradient_clip(frames=40, height=48, width=64)
+    video = read_mp4(encode_mp4(long_clip, 24))
+    assert video.frames.shape == long_clip.shape
+    assert video.fps == 24.0
+    assert np.abs(video.frames[-1].astype(int) - long_clip[-1]).mean() < 3.0

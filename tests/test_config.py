@@ -1,0 +1,63 @@
+"""Settings: placeholder secrets refused outside dev mode, TOML and environment sources, and docs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from kinema.config import DEV_TOKEN, Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("KINEMA_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("KINEMA_CONFIG", str(tmp_path / "absent.toml"))
+
+
+@pytest.mark.parametrize("token", ["", "changeme", DEV_TOKEN, "short-token"])
+def test_placeholder_or_weak_token_refused_in_production(token: str) -> None:
+    with pytest.raises(ValidationError, match="KINEMA_API_TOKEN"):
+        Settings(api_token=token)
+
+
+def test_dev_mode_gets_the_placeholder_token() -> None:
+    assert Settings(mode="dev").api_token.get_secret_value() == DEV_TOKEN
+
+
+def test_real_token_accepted_and_defaults_resolve(tmp_path: Path) -> None:
+    s = Settings(api_token="x" * 32, data_dir=tmp_path)
+    assert s.resolved_database_url == f"sqlite:///{(tmp_path / 'kinema.db').resolve()}"
+    assert s.resolved_blob_dir == tmp_path / "blobs"
+    assert s.resolved_aliases()["sora-2"] == s.default_model
+
+
+def test_environment_and_toml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    toml = tmp_path / "kinema.toml"
+    toml.write_text('workers = 3\ndefault_model = "tiny-wan"\n[model_aliases]\n"sora-2" = "default"\n')
+    monkeypatch.setenv("KINEMA_CONFIG", str(toml))
+    monkeypatch.setenv("KINEMA_API_TOKEN", "y" * 20)
+    monkeypatch.setenv("KINEMA_WORKERS", "2")  # the environment wins over the file
+    s = Settings()
+    assert (s.workers, s.default_model, s.resolved_aliases()) == (2, "tiny-wan", {"sora-2": "tiny-wan"})
+
+
+def test_unknown_setting_in_toml_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    toml = tmp_path / "kinema.toml"
+    toml.write_text("wrokers = 3\n")
+    monkeypatch.setenv("KINEMA_CONFIG", str(toml))
+    with pytest.raises(ValidationError, match="wrokers"):
+        Settings(mode="dev")
+
+
+def test_every_setting_is_documented() -> None:
+    doc = (ROOT / "docs" / "configuration.md").read_text()
+    missing = [name for name in Settings.model_fields if f"`KINEMA_{name.upper()}`" not in doc]
+    assert missing == [], f"undocumented settings: {missing}"
