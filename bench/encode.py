@@ -101,17 +101,14 @@ def main() -> None:
 
     clip = realistic_clip()
     marks = (_busy_ticks(), time.process_time(), time.perf_counter())
-    print(
-        f"clip: {FRAMES} frames {WIDTH}x{HEIGHT} @ {FPS} fps; {os.cpu_count()} CPUs; median of {args.repeats}"
-    )
+    print(f"clip: {FRAMES} frames {WIDTH}x{HEIGHT} @ {FPS} fps; {os.cpu_count()} CPUs; median of {args.repeats}")
     results: dict[str, float] = {}
     for preset in presets:
         wall, cpu, size = measure(partial(encode_mp4, clip, FPS, preset=preset), args.repeats)
         results[preset] = wall
         marker = " (default)" if preset == DEFAULT_PRESET else ""
         print(
-            f"encode_mp4 crf=20 preset={preset:<10} wall {wall:6.3f} s  cpu {cpu:6.3f} s  "
-            f"{size / 1e6:5.2f} MB{marker}"
+            f"encode_mp4 crf=20 preset={preset:<10} wall {wall:6.3f} s  cpu {cpu:6.3f} s  {size / 1e6:5.2f} MB{marker}"
         )
     wall, cpu, size = measure(lambda: make_thumbnail(clip), args.repeats)
     print(f"make_thumbnail                       wall {wall:6.3f} s  cpu {cpu:6.3f} s  {size / 1e3:5.1f} KB")

@@ -22,9 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=832)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--frames", type=int, default=81)
-    parser.add_argument(
-        "--guidance", type=float, default=5.0, help="> 1 runs classifier-free guidance (2 passes)"
-    )
+    parser.add_argument("--guidance", type=float, default=5.0, help="> 1 runs classifier-free guidance (2 passes)")
     parser.add_argument("--no-tiling", action="store_true", help="decode the VAE in one piece")
     args = parser.parse_args(argv)
 
@@ -93,10 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{passes} transformer pass(es) per step"
     )
     print(f"s/step: {per_step:.3f}  (each step: {', '.join(f'{t:.3f}' for t in step_times)})")
-    print(
-        f"text encoding + first step: {step_times[0]:.3f} s; "
-        f"VAE decode + postprocess: {finished - marks[-1]:.2f} s"
-    )
+    print(f"text encoding + first step: {step_times[0]:.3f} s; VAE decode + postprocess: {finished - marks[-1]:.2f} s")
     print(f"total: {finished - started:.2f} s")
     peak = torch.cuda.max_memory_allocated() / 2**30
     print(f"peak GPU memory (torch.cuda.max_memory_allocated): {peak:.2f} GiB")

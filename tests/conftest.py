@@ -153,6 +153,7 @@ def start_kinema(args: list[str], env: dict[str, str], log: Path) -> Proc:
 
 def start_server(data_dir: Path, db_url: str, models_dir: Path, *, workers: int = 1, **extra: str) -> Proc:
     """Start ``kinema serve`` on a free port and wait until /healthz answers."""
+    data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = kinema_env(data_dir, db_url, models_dir, KINEMA_PORT=str(port), KINEMA_WORKERS=str(workers), **extra)
     proc = start_kinema(["serve"], env, data_dir / f"serve-{port}.log")

@@ -30,8 +30,14 @@ MAX_UPLOAD = 2 * 1024 * 1024
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Proc]:
     data = tmp_path_factory.mktemp("bad-input")
-    proc = start_server(data, f"sqlite:///{data / 'k.db'}", models_dir, workers=0,
-                        KINEMA_MAX_UPLOAD_BYTES=str(MAX_UPLOAD), KINEMA_MAX_IMAGE_PIXELS="4000000")
+    proc = start_server(
+        data,
+        f"sqlite:///{data / 'k.db'}",
+        models_dir,
+        workers=0,
+        KINEMA_MAX_UPLOAD_BYTES=str(MAX_UPLOAD),
+        KINEMA_MAX_IMAGE_PIXELS="4000000",
+    )
     yield proc
     proc.stop()
 
@@ -84,11 +90,16 @@ def png_bomb(width: int, height: int) -> bytes:
 
 
 def test_missing_prompt_as_json(server: Proc) -> None:
-    r = httpx.post(f"{server.base_url}/v1/videos", json={"model": "tiny-wan"},
-                   headers={"Authorization": f"Bearer {TOKEN}"})
+    r = httpx.post(
+        f"{server.base_url}/v1/videos", json={"model": "tiny-wan"}, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
     assert r.status_code == 400
-    assert r.json()["error"] == {"message": "Missing required parameter: 'prompt'.", "type": "invalid_request_error",
-                                 "param": "prompt", "code": "missing_required_parameter"}
+    assert r.json()["error"] == {
+        "message": "Missing required parameter: 'prompt'.",
+        "type": "invalid_request_error",
+        "param": "prompt",
+        "code": "missing_required_parameter",
+    }
 
 
 def test_unknown_model_lists_available(client: openai.OpenAI) -> None:
@@ -142,8 +153,9 @@ def test_decompression_bomb(client: openai.OpenAI) -> None:
 
 def test_oversized_upload(client: openai.OpenAI) -> None:
     with pytest.raises(openai.APIStatusError) as e:
-        client.videos.create(prompt="x", input_reference=("big.png", b"\x89PNG" + b"\0" * (MAX_UPLOAD + 10),
-                                                           "image/png"))
+        client.videos.create(
+            prompt="x", input_reference=("big.png", b"\x89PNG" + b"\0" * (MAX_UPLOAD + 10), "image/png")
+        )
     refused(e.value, 413, "input_reference", "file_too_large")
 
 
@@ -160,8 +172,9 @@ def test_unknown_ids(client: openai.OpenAI) -> None:
         lambda: client.videos.download_content("video_nope"),
         lambda: client.videos.remix("video_nope", prompt="x"),
         lambda: client.videos.edit(prompt="x", video=openai.omit, extra_body={"video": {"id": "video_nope"}}),
-        lambda: client.videos.extend(prompt="x", seconds="4", video=openai.omit,
-                                     extra_body={"video": {"id": "video_nope"}}),
+        lambda: client.videos.extend(
+            prompt="x", seconds="4", video=openai.omit, extra_body={"video": {"id": "video_nope"}}
+        ),
         lambda: client.post("/videos/video_nope/cancel", cast_to=object),
     ):
         with pytest.raises(openai.NotFoundError) as e:
@@ -170,8 +183,11 @@ def test_unknown_ids(client: openai.OpenAI) -> None:
 
 
 def test_remote_image_urls_are_never_fetched(server: Proc) -> None:
-    r = httpx.post(f"{server.base_url}/v1/videos", headers={"Authorization": f"Bearer {TOKEN}"},
-                   json={"prompt": "x", "input_reference": {"image_url": "http://169.254.169.254/latest"}})
+    r = httpx.post(
+        f"{server.base_url}/v1/videos",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        json={"prompt": "x", "input_reference": {"image_url": "http://169.254.169.254/latest"}},
+    )
     assert r.status_code == 400 and r.json()["error"]["param"] == "input_reference.image_url"
 
 
@@ -181,3 +197,10 @@ def test_bad_variant_and_limit(server: Proc) -> None:
     assert r.status_code == 400 and r.json()["error"]["param"] == "variant"
     r = httpx.get(f"{server.base_url}/v1/videos?limit=1000", headers=auth)
     assert r.status_code == 400 and r.json()["error"]["param"] == "limit"
+
+
+def test_task_the_model_cannot_do_names_one_that_can(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as e:
+        client.videos.create(prompt="x", model="wan2.1-t2v-1.3b", input_reference=("a.png", png(64, 64), "image/png"))
+    err = refused(e.value, 400, "input_reference", "unsupported_task")
+    assert "wan2.2-ti2v-5b" in err["message"]

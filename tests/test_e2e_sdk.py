@@ -62,7 +62,10 @@ def test_full_video_lifecycle_through_the_sdk(db_url: str, kinema_server) -> Non
 
     # create_and_poll: hosted-API code unchanged (sora-2 alias, an OpenAI size), extras via extra_body.
     video = client.videos.create_and_poll(
-        prompt="a red kite over a beach", model="sora-2", size="1280x720", seconds="4",
+        prompt="a red kite over a beach",
+        model="sora-2",
+        size="1280x720",
+        seconds="4",
         extra_body={**FAST, "seed": 7},
     )
     assert video.status == "completed", video.error
@@ -104,8 +107,9 @@ def test_full_video_lifecycle_through_the_sdk(db_url: str, kinema_server) -> Non
     assert (frames, w, h, fps) == (33 + 17 - 1, 96, 64, FPS)
 
     # Image-to-video from an uploaded first frame.
-    i2v = client.videos.create_and_poll(prompt="it moves", input_reference=("f.png", png_bytes(), "image/png"),
-                                        seconds="2", extra_body=FAST)
+    i2v = client.videos.create_and_poll(
+        prompt="it moves", input_reference=("f.png", png_bytes(), "image/png"), seconds="2", extra_body=FAST
+    )
     assert i2v.status == "completed", i2v.error
 
     # list with pagination: pages of 2 cover every video once, newest first.

@@ -46,8 +46,7 @@ def db_row(db_url: str, vid: str) -> VideoRow:
         engine.dispose()
 
 
-def test_sigkilled_worker_is_replaced_and_fenced(db_url: str, tmp_path: Path, models_dir: Path,
-                                                 kinema_server) -> None:  # type: ignore[no-untyped-def]
+def test_sigkilled_worker_is_replaced_and_fenced(db_url: str, tmp_path: Path, models_dir: Path, kinema_server) -> None:  # type: ignore[no-untyped-def]
     data = tmp_path / "data"
     server = kinema_server(db_url, workers=0, data_dir=data)
     client = client_for(server)
@@ -82,8 +81,9 @@ def test_sigkilled_worker_is_replaced_and_fenced(db_url: str, tmp_path: Path, mo
     assert final.attempts == 2 and final.lease_token == stale.lease_token + 1
     assert min(seen) >= progress_at_kill and seen == sorted(seen)  # never backwards across the reclaim
     # Exactly one set of outputs, under the rescuer's token.
-    outputs = sorted(p.relative_to(data / "blobs").as_posix() for p in (data / "blobs" / "videos").rglob("*")
-                     if p.is_file())
+    outputs = sorted(
+        p.relative_to(data / "blobs").as_posix() for p in (data / "blobs" / "videos").rglob("*") if p.is_file()
+    )
     token = final.lease_token
     assert outputs == [f"videos/{video.id}/{token}/{n}" for n in ("spritesheet.jpg", "thumbnail.webp", "video.mp4")]
     # The killed worker's token can no longer complete, fail or touch the job.
@@ -100,8 +100,10 @@ def test_queued_jobs_survive_a_restart(tmp_path: Path, kinema_server) -> None:  
     db_url = f"sqlite:///{tmp_path / 'k.db'}"
     data = tmp_path / "data"
     first = kinema_server(db_url, workers=0, data_dir=data)
-    ids = [client_for(first).videos.create(prompt=f"job {i}", seconds="1",
-                                           extra_body={"num_inference_steps": 1}).id for i in range(3)]
+    ids = [
+        client_for(first).videos.create(prompt=f"job {i}", seconds="1", extra_body={"num_inference_steps": 1}).id
+        for i in range(3)
+    ]
     first.stop()  # SIGTERM: uvicorn shuts down gracefully, then re-raises the signal
     assert "Application shutdown complete" in first.output()
 
@@ -158,16 +160,20 @@ def count_status(db_url: str, status: str) -> int:
         engine.dispose()
 
 
-def test_many_workers_drain_fifty_jobs_exactly_once(pg_url: str, tmp_path: Path, models_dir: Path,
-                                                    kinema_server) -> None:  # type: ignore[no-untyped-def]
+def test_many_workers_drain_fifty_jobs_exactly_once(
+    pg_url: str, tmp_path: Path, models_dir: Path, kinema_server
+) -> None:  # type: ignore[no-untyped-def]
     data = tmp_path / "data"
     server = kinema_server(pg_url, workers=0, data_dir=data)
     client = client_for(server)
-    ids = [client.videos.create(prompt=f"job {i}", seconds="1", extra_body={"num_inference_steps": 1}).id
-           for i in range(50)]
+    ids = [
+        client.videos.create(prompt=f"job {i}", seconds="1", extra_body={"num_inference_steps": 1}).id
+        for i in range(50)
+    ]
     env = kinema_env(data, pg_url, models_dir)
-    workers = [start_kinema(["worker", "--id", f"w{i}", "--threads", "2"], env, tmp_path / f"w{i}.log")
-               for i in range(2)]
+    workers = [
+        start_kinema(["worker", "--id", f"w{i}", "--threads", "2"], env, tmp_path / f"w{i}.log") for i in range(2)
+    ]
     try:
         wait_for(lambda: count_status(pg_url, "completed") == 50, 600, "all 50 jobs to complete")
     finally:

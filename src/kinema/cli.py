@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from kinema.config import Settings, load_settings
 
@@ -23,8 +24,12 @@ def _settings(**overrides: Any) -> Settings:
     clean = {k: v for k, v in overrides.items() if v is not None}
     try:
         return load_settings(**clean)
-    except Exception as exc:  # pydantic's message names the setting at fault
-        raise click.ClickException(f"invalid settings: {exc}") from None
+    except ValidationError as exc:
+        # Without the input values: they may hold a secret such as the API token.
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors(include_input=False)
+        )
+        raise click.ClickException(f"invalid settings: {problems}") from None
 
 
 def _announce_miniature(settings: Settings, name: str) -> None:
@@ -44,6 +49,8 @@ def main(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @main.command()
@@ -54,13 +61,15 @@ def main(verbose: bool) -> None:
 @click.option("--dev", is_flag=True, help="Development mode: accept the placeholder API token.")
 def serve(host: str | None, port: int | None, workers: int | None, default_model: str | None, dev: bool) -> None:
     """Run the HTTP API with N worker threads in this process."""
+    # Settings first: a bad one fails in milliseconds, before torch and diffusers are imported.
+    settings = _settings(
+        host=host, port=port, workers=workers, default_model=default_model, mode="dev" if dev else None
+    )
     import uvicorn
 
     from kinema.api.app import create_app
     from kinema.container import Container
 
-    settings = _settings(host=host, port=port, workers=workers, default_model=default_model,
-                         mode="dev" if dev else None)
     container = Container.from_settings(settings)
     _announce_miniature(settings, settings.default_model)
     container.engine.ensure_miniatures()
@@ -91,8 +100,9 @@ def worker(worker_id: str | None, threads: int) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    workers = [container.make_worker(f"{worker_id}-{i}" if worker_id and threads > 1 else worker_id)
-               for i in range(threads)]
+    workers = [
+        container.make_worker(f"{worker_id}-{i}" if worker_id and threads > 1 else worker_id) for i in range(threads)
+    ]
     runners = [threading.Thread(target=w.run, args=(stop,), daemon=True) for w in workers]
     for t in runners:
         t.start()
@@ -113,8 +123,17 @@ def worker(worker_id: str | None, threads: int) -> None:
 @click.option("--seed", type=int, default=None)
 @click.option("--steps", type=int, default=None, help="Denoising steps.")
 @click.option("--negative-prompt", default=None)
-def generate(prompt: str, output: Path, model: str | None, image: Path | None, seconds: str | None,
-             size: str | None, seed: int | None, steps: int | None, negative_prompt: str | None) -> None:
+def generate(
+    prompt: str,
+    output: Path,
+    model: str | None,
+    image: Path | None,
+    seconds: str | None,
+    size: str | None,
+    seed: int | None,
+    steps: int | None,
+    negative_prompt: str | None,
+) -> None:
     """Generate one video locally, without a server, with a progress bar."""
     from kinema.services.local import generate_locally
 
@@ -122,8 +141,16 @@ def generate(prompt: str, output: Path, model: str | None, image: Path | None, s
     _announce_miniature(settings, model or settings.default_model)
     try:
         result = generate_locally(
-            settings, prompt, output, model=model, image=image, seconds=seconds, size=size, seed=seed,
-            steps=steps, negative_prompt=negative_prompt,
+            settings,
+            prompt,
+            output,
+            model=model,
+            image=image,
+            seconds=seconds,
+            size=size,
+            seed=seed,
+            steps=steps,
+            negative_prompt=negative_prompt,
         )
     except Exception as exc:
         raise click.ClickException(str(exc)) from None
@@ -131,13 +158,17 @@ def generate(prompt: str, output: Path, model: str | None, image: Path | None, s
 
 
 @main.command()
-def models() -> None:
+@click.option("--markdown", is_flag=True, help="Print the size/seconds table used in docs/models.md.")
+def models(markdown: bool) -> None:
     """List configured models, what each can do, and whether its weights are here."""
     from kinema.container import build_registry
     from kinema.engine.hub import is_present
 
     settings = _settings(mode="dev")
     registry = build_registry(settings)
+    if markdown:
+        click.echo(models_markdown(registry))
+        return
     aliases = settings.resolved_aliases()
     for spec in registry.specs():
         here = {t: is_present(spec, t, settings.resolved_models_dir) for t in spec.tasks}
@@ -149,6 +180,23 @@ def models() -> None:
         click.echo(f"    {spec.capabilities()}")
         if spec.miniature:
             click.echo("    miniature: random weights, no meaningful video")
+
+
+def models_markdown(registry: Any) -> str:
+    """A Markdown table of every model's tasks, native sizes, accepted sizes and seconds -> frames."""
+    rows = [
+        "| model | tasks | fps | native sizes | also accepted (mapped) | seconds -> frames | default |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for spec in registry.specs():
+        natives = sorted({f"{w}x{h}" for w, h in spec.sizes.values()})
+        mapped = [f"{k} -> {w}x{h}" for k, (w, h) in spec.sizes.items() if k not in natives]
+        secs = ", ".join(f"{k} -> {v}" for k, v in spec.seconds.items())
+        rows.append(
+            f"| `{spec.name}` | {', '.join(spec.tasks)} | {spec.fps} | {', '.join(natives)} | "
+            f"{'; '.join(mapped)} | {secs} | {spec.default_size}, {spec.default_seconds} s |"
+        )
+    return "\n".join(rows)
 
 
 @main.command()

@@ -67,7 +67,9 @@ class Settings(BaseSettings):
     )
 
     workers: int = Field(1, ge=0, description="Worker threads inside `kinema serve` (0: API only).")
-    lease_seconds: float = Field(30.0, gt=0, description="A claimed job is reclaimable after this long without a heartbeat.")
+    lease_seconds: float = Field(
+        30.0, gt=0, description="A claimed job is reclaimable after this long without a heartbeat."
+    )
     heartbeat_seconds: float = Field(5.0, gt=0, description="How often a running job renews its lease.")
     poll_seconds: float = Field(0.5, gt=0, description="How often an idle worker looks for queued jobs.")
     max_attempts: int = Field(3, ge=1, description="Claims per job before it fails for good.")

@@ -20,7 +20,7 @@ from kinema.db.session import make_engine, make_session_factory, upgrade_to_head
 from kinema.engine.registry import ModelRegistry, builtin_specs
 from kinema.engine.runtime import Engine
 from kinema.queue.store import JobQueue
-from kinema.queue.worker import Worker
+from kinema.queue.worker import Wakeup, Worker
 from kinema.services.auth import Authenticator, StaticTokenAuthenticator
 from kinema.services.generation import GenerationRunner
 from kinema.services.videos import UploadLimits, VideoService
@@ -51,6 +51,7 @@ class Container:
     videos: VideoService
     runner: GenerationRunner
     authenticator: Authenticator
+    wakeup: Wakeup = field(default_factory=Wakeup)
     metrics: Any = None  # prometheus CollectorRegistry, set by create_app
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -81,10 +82,11 @@ class Container:
             max_inference_steps=settings.max_inference_steps,
             max_prompt_chars=settings.max_prompt_chars,
         )
-        videos = VideoService(sessions, blobs, registry, limits)
+        wakeup = Wakeup()
+        videos = VideoService(sessions, blobs, registry, limits, on_enqueue=wakeup.notify)
         runner = GenerationRunner(sessions, queue, blobs, registry, engine)
         auth = StaticTokenAuthenticator(settings.api_token.get_secret_value(), settings.api_token_owner)
-        return cls(settings, db, sessions, blobs, registry, engine, queue, videos, runner, auth)
+        return cls(settings, db, sessions, blobs, registry, engine, queue, videos, runner, auth, wakeup)
 
     def make_worker(self, worker_id: str | None = None) -> Worker:
         """A worker bound to this process's queue and runner."""
@@ -96,6 +98,7 @@ class Container:
             poll_seconds=s.poll_seconds,
             heartbeat_seconds=s.heartbeat_seconds,
             progress_interval=s.progress_interval_seconds,
+            wakeup=self.wakeup,
         )
 
     def start_workers(self, count: int) -> None:
@@ -111,6 +114,7 @@ class Container:
     def stop_workers(self, timeout: float = 30.0) -> None:
         """Ask worker threads to stop after their current job, and wait for them."""
         self._stop.set()
+        self.wakeup.notify()
         for t in self._threads:
             t.join(timeout=timeout)
         self._threads.clear()

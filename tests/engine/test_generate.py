@@ -56,15 +56,11 @@ def test_each_task_makes_frames_of_the_requested_shape(
 
 def test_portrait_and_longer_clips(engine: Engine, tiny: ModelSpec, make_request: Make) -> None:
     backend = engine.backend_for(tiny, "t2v")
-    result = backend.generate(
-        make_request(width=64, height=96, num_frames=9, num_inference_steps=2), _ignore, _never
-    )
+    result = backend.generate(make_request(width=64, height=96, num_frames=9, num_inference_steps=2), _ignore, _never)
     assert result.frames.shape == (9, 96, 64, 3)
 
 
-def test_same_seed_same_frames_different_seed_different(
-    engine: Engine, tiny: ModelSpec, make_request: Make
-) -> None:
+def test_same_seed_same_frames_different_seed_different(engine: Engine, tiny: ModelSpec, make_request: Make) -> None:
     backend = engine.backend_for(tiny, "t2v")
     first = backend.generate(make_request(seed=7), _ignore, _never).frames
     again = backend.generate(make_request(seed=7), _ignore, _never).frames
@@ -88,9 +84,7 @@ def test_progress_is_reported_once_per_step(engine: Engine, tiny: ModelSpec, mak
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
 
 
-def test_v2v_progress_counts_the_steps_strength_leaves(
-    engine: Engine, tiny: ModelSpec, make_request: Make
-) -> None:
+def test_v2v_progress_counts_the_steps_strength_leaves(engine: Engine, tiny: ModelSpec, make_request: Make) -> None:
     calls: list[tuple[int, int]] = []
     request = make_request("v2v", num_inference_steps=4, **{**_inputs("v2v"), "strength": 0.5})
     engine.backend_for(tiny, "v2v").generate(request, lambda d, t: calls.append((d, t)), _never)
@@ -127,9 +121,7 @@ def test_cancel_at_step_2_stops_before_the_vae_decodes(
 
     done: list[int] = []
     with pytest.raises(Cancelled):
-        backend.generate(
-            make_request(num_inference_steps=4), lambda d, t: done.append(d), lambda: len(done) >= 2
-        )
+        backend.generate(make_request(num_inference_steps=4), lambda d, t: done.append(d), lambda: len(done) >= 2)
     assert done == [1, 2]
     assert decodes == []
     # the cancelled run left no state behind: the same request gives the same clip as before it

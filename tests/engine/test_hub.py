@@ -101,9 +101,7 @@ def test_a_spec_pinning_another_revision_needs_a_new_pull(wan: ModelSpec, tmp_pa
         wan, tasks={"t2v": ComponentSource("WanPipeline", repo_id=T2V_REPO, revision=OTHER_SHA)}
     )
     assert not is_present(pinned, "t2v", tmp_path)
-    same = dataclasses.replace(
-        wan, tasks={"t2v": ComponentSource("WanPipeline", repo_id=T2V_REPO, revision=SHA)}
-    )
+    same = dataclasses.replace(wan, tasks={"t2v": ComponentSource("WanPipeline", repo_id=T2V_REPO, revision=SHA)})
     assert is_present(same, "t2v", tmp_path)
 
 

@@ -22,9 +22,7 @@ def ti2v_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_ti2v_image_to_video_shares_the_text_to_video_weights(
-    registry: ModelRegistry, ti2v_dir: Path
-) -> None:
+def test_ti2v_image_to_video_shares_the_text_to_video_weights(registry: ModelRegistry, ti2v_dir: Path) -> None:
     # the catalogue's wan2.2-ti2v-5b entry, pointed at a miniature of the same shape
     spec = registry.resolve("wan2.2-ti2v-5b")
     placement = select_placement("cpu")

@@ -137,9 +137,7 @@ def test_truncated_jpeg_is_corrupt() -> None:
     _refused(data[: len(data) // 2], "corrupt_media")
 
 
-@pytest.mark.parametrize(
-    "magic", [b"\xff\xd8\xff\xe0", b"\x89PNG\r\n\x1a\n", b"RIFF\x00\x01\x00\x00WEBPVP8 "]
-)
+@pytest.mark.parametrize("magic", [b"\xff\xd8\xff\xe0", b"\x89PNG\r\n\x1a\n", b"RIFF\x00\x01\x00\x00WEBPVP8 "])
 def test_garbage_behind_a_valid_signature_is_corrupt(magic: bytes) -> None:
     _refused(magic + np.random.default_rng(1).bytes(2000), "corrupt_media")
 

@@ -102,9 +102,7 @@ def test_non_videos_are_refused_by_content(data: bytes) -> None:
 
 
 def test_audio_only_file_is_refused(clip: np.ndarray) -> None:
-    data = encode_with_pyav(
-        clip, 12, container_format="mp4", codec="libx264", video_streams=0, with_audio=True
-    )
+    data = encode_with_pyav(clip, 12, container_format="mp4", codec="libx264", video_streams=0, with_audio=True)
     error = _refused(data, "unsupported_media_type")
     assert "it has 0" in error.message
 

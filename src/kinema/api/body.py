@@ -59,13 +59,15 @@ async def _read_form(
         for key, value in form.multi_items():
             if isinstance(value, UploadFile):
                 if key not in file_fields:
-                    raise InvalidRequest(f"Unknown parameter: '{key}' (no file is accepted here).",
-                                         param=key, code="unknown_parameter")
+                    raise InvalidRequest(
+                        f"Unknown parameter: '{key}' (no file is accepted here).", param=key, code="unknown_parameter"
+                    )
                 data = await value.read(max_upload_bytes + 1)
                 if len(data) > max_upload_bytes:
                     raise PayloadTooLarge(
                         f"Invalid '{key}': the file is larger than {max_upload_bytes} bytes.",
-                        param=key, code="file_too_large",
+                        param=key,
+                        code="file_too_large",
                     )
                 files[key] = data
             else:
@@ -78,7 +80,7 @@ async def _read_form(
 def _assign(target: dict[str, Any], key: str, value: str) -> None:
     """Set ``a[b][c]`` / ``a[]`` style keys into nested dicts and lists."""
     head = key.split("[", 1)[0]
-    path = [head, *_BRACKETS.findall(key[len(head):])]
+    path = [head, *_BRACKETS.findall(key[len(head) :])]
     node: Any = target
     for part, nxt in zip(path, path[1:], strict=False):
         default: Any = [] if nxt == "" else {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,11 +22,11 @@ def envelope(
     type: str = "invalid_request_error",
     param: str | None = None,
     code: str | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     """A JSON error response in the OpenAI envelope."""
     body = {"error": {"message": message, "type": type, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(body, status_code=status, headers=dict(headers) if headers else None)
 
 
 def validation_message(loc: tuple[str | int, ...], msg: str, kind: str) -> tuple[str, str | None, str]:
@@ -56,14 +57,25 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         if isinstance(exc.detail, dict) and "message" in exc.detail:
             d = exc.detail
-            return envelope(exc.status_code, d["message"], type=d.get("type", "invalid_request_error"),
-                            param=d.get("param"), code=d.get("code"), headers=exc.headers)
+            return envelope(
+                exc.status_code,
+                d["message"],
+                type=d.get("type", "invalid_request_error"),
+                param=d.get("param"),
+                code=d.get("code"),
+                headers=exc.headers,
+            )
         message = "Not found." if exc.status_code == 404 else str(exc.detail)
-        return envelope(exc.status_code, message, code="not_found" if exc.status_code == 404 else None,
-                        headers=exc.headers)
+        return envelope(
+            exc.status_code, message, code="not_found" if exc.status_code == 404 else None, headers=exc.headers
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return envelope(500, "The server hit an unexpected error; it has been logged. Please retry.",
-                        type="server_error", code="internal_error")
+        return envelope(
+            500,
+            "The server hit an unexpected error; it has been logged. Please retry.",
+            type="server_error",
+            code="internal_error",
+        )

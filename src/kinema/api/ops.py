@@ -58,15 +58,17 @@ class QueueCollector:
         yield jobs
         yield GaugeMetricFamily("kinema_queue_depth", "Jobs waiting for a worker.", value=counts.get("queued", 0))
         yield SummaryMetricFamily(
-            "kinema_job_seconds", "Seconds from first claim to completion of completed jobs.",
-            count_value=int(n), sum_value=float(total),
+            "kinema_job_seconds",
+            "Seconds from first claim to completion of completed jobs.",
+            count_value=int(n),
+            sum_value=float(total or 0.0),
         )
 
 
 def metrics_registry(container: Container) -> CollectorRegistry:
     """A registry of this app's collectors (not the process-global one, so apps stay separate)."""
     registry = CollectorRegistry()
-    registry.register(QueueCollector(container))  # type: ignore[arg-type]
+    registry.register(QueueCollector(container))
     return registry
 
 

@@ -182,9 +182,7 @@ def tiny_pipelines(seed: int = 0) -> dict[str, Any]:
     seeded(4)
     image_encoder = CLIPVisionModel(CLIPVisionConfig(**TINY_IMAGE_ENCODER)).eval()
     size = TINY_IMAGE_ENCODER["image_size"]
-    image_processor = CLIPImageProcessor(
-        size={"shortest_edge": size}, crop_size={"height": size, "width": size}
-    )
+    image_processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
     seeded(5)
     vace_transformer = WanVACETransformer3DModel(**TINY_VACE_TRANSFORMER).eval()
 
@@ -243,14 +241,10 @@ def full_size_wan21_t2v(
     """
     torch.manual_seed(seed)
     with torch.device(device):
-        transformer = cast_like_from_pretrained(
-            WanTransformer3DModel(**WAN21_T2V_1_3B_TRANSFORMER), dtype
-        ).eval()
+        transformer = cast_like_from_pretrained(WanTransformer3DModel(**WAN21_T2V_1_3B_TRANSFORMER), dtype).eval()
         vae = AutoencoderKLWan(**WAN21_VAE).eval()  # float32, as created
         text_encoder = (
-            small_text_encoder(
-                WAN21_T2V_1_3B_TRANSFORMER["text_dim"], d_kv=64, num_heads=2, num_layers=1, d_ff=256
-            )
+            small_text_encoder(WAN21_T2V_1_3B_TRANSFORMER["text_dim"], d_kv=64, num_heads=2, num_layers=1, d_ff=256)
             .to(dtype)
             .eval()
         )

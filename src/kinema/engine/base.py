@@ -72,9 +72,7 @@ class Backend(Protocol):
     def load(self) -> None:
         """Load weights onto the chosen device; idempotent."""
 
-    def generate(
-        self, request: GenerationRequest, progress: ProgressFn, should_cancel: CancelFn
-    ) -> GenerationResult:
+    def generate(self, request: GenerationRequest, progress: ProgressFn, should_cancel: CancelFn) -> GenerationResult:
         """Run one generation; raise :class:`Cancelled` if ``should_cancel()`` turns true."""
 
     def unload(self) -> None:

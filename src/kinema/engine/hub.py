@@ -147,9 +147,7 @@ def pull(spec: ModelSpec, models_dir: Path, tasks: list[Task] | None = None) -> 
     wanted = list(tasks) if tasks is not None else list(spec.tasks)
     unknown = [t for t in wanted if t not in spec.tasks]
     if unknown:
-        raise ValueError(
-            f"model {spec.name!r} has no {', '.join(unknown)} task; it has {', '.join(spec.tasks)}"
-        )
+        raise ValueError(f"model {spec.name!r} has no {', '.join(unknown)} task; it has {', '.join(spec.tasks)}")
 
     if spec.miniature:
         from kinema.engine.tiny import build_tiny_models  # heavy (torch, diffusers): only when needed
@@ -164,9 +162,7 @@ def pull(spec: ModelSpec, models_dir: Path, tasks: list[Task] | None = None) -> 
         key = (source.repo_id or "", source.revision)
         if key not in fetched:
             folder = Path(
-                snapshot_download(
-                    source.repo_id or "", revision=source.revision, cache_dir=models_dir / HUB_CACHE_DIR
-                )
+                snapshot_download(source.repo_id or "", revision=source.revision, cache_dir=models_dir / HUB_CACHE_DIR)
             )
             # In the hub cache layout the snapshot directory is named after the commit it holds.
             commit = folder.name

@@ -75,9 +75,7 @@ class ModelSpec:
                 raise ValueError(f"model {self.name!r}: Wan needs 4k+1 frames, got {bad}")
             for api_size, (w, h) in self.sizes.items():
                 if w % 16 or h % 16:
-                    raise ValueError(
-                        f"model {self.name!r}: size {api_size} -> {w}x{h} is not a multiple of 16"
-                    )
+                    raise ValueError(f"model {self.name!r}: size {api_size} -> {w}x{h} is not a multiple of 16")
 
     def __hash__(self) -> int:
         # The generated hash would hash the mappings, which cannot be hashed; a name identifies a spec.
@@ -149,9 +147,7 @@ class UnsupportedRequest(ValueError):
 class ModelRegistry:
     """Resolves model names and aliases to specs, and API sizes/seconds to native values."""
 
-    def __init__(
-        self, specs: Iterable[ModelSpec], aliases: Mapping[str, str] | None = None, default: str = ""
-    ):
+    def __init__(self, specs: Iterable[ModelSpec], aliases: Mapping[str, str] | None = None, default: str = ""):
         self._specs: dict[str, ModelSpec] = {}
         for spec in specs:
             key = spec.name.lower()
@@ -238,8 +234,7 @@ class ModelRegistry:
         if frames is None:
             raise UnsupportedRequest(
                 "seconds",
-                f"model {spec.name!r} does not support seconds {seconds!r}: "
-                f"it supports {spec.capabilities()}",
+                f"model {spec.name!r} does not support seconds {seconds!r}: it supports {spec.capabilities()}",
             )
         return frames
 
@@ -263,9 +258,7 @@ def _seconds(fps: int, durations: Iterable[int]) -> dict[str, int]:
 
 TINY_WAN = "tiny-wan"
 
-BUILTIN_ALIASES: Mapping[str, str] = MappingProxyType(
-    {"sora-2": "wan2.1-t2v-1.3b", "sora-2-pro": "wan2.2-ti2v-5b"}
-)
+BUILTIN_ALIASES: Mapping[str, str] = MappingProxyType({"sora-2": "wan2.1-t2v-1.3b", "sora-2-pro": "wan2.2-ti2v-5b"})
 BUILTIN_DEFAULT = "wan2.1-t2v-1.3b"
 
 
@@ -301,11 +294,7 @@ def builtin_specs() -> list[ModelSpec]:
             name="wan2.1-i2v-14b-480p",
             family="wan",
             description="Wan 2.1 image-to-video, 14B parameters, 480p at 16 fps; animates a first frame.",
-            tasks={
-                "i2v": ComponentSource(
-                    "WanImageToVideoPipeline", repo_id="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"
-                )
-            },
+            tasks={"i2v": ComponentSource("WanImageToVideoPipeline", repo_id="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers")},
             fps=16,
             sizes=_sizes((832, 480)),
             default_size="832x480",

@@ -28,9 +28,7 @@ class Engine:
     lock guards loading and eviction (loads are serialised); generation itself runs outside it.
     """
 
-    def __init__(
-        self, registry: ModelRegistry, models_dir: Path, memory_budget_bytes: int, device: str | None = None
-    ):
+    def __init__(self, registry: ModelRegistry, models_dir: Path, memory_budget_bytes: int, device: str | None = None):
         if memory_budget_bytes <= 0:
             raise ValueError("memory_budget_bytes must be positive")
         self.registry = registry

@@ -104,9 +104,7 @@ def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
     if width < 1 or height < 1:
         raise MediaError("The image file is corrupt.", "corrupt_media")
     if width * height > max_pixels:
-        raise MediaError(
-            f"The image is {width}x{height}; at most {max_pixels} pixels are accepted.", "too_many_pixels"
-        )
+        raise MediaError(f"The image is {width}x{height}; at most {max_pixels} pixels are accepted.", "too_many_pixels")
 
 
 def _upright(image: Image.Image) -> Image.Image:

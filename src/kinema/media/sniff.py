@@ -24,9 +24,7 @@ _QUICKTIME_FIRST_ATOMS = (b"moov", b"mdat", b"wide", b"free", b"skip")
 
 # ISO-BMFF brands of still-image formats (HEIF/HEIC, AVIF). FFmpeg's mov demuxer can open
 # them (as one or many tile streams), but they are images, not videos.
-_IMAGE_BRANDS = frozenset(
-    {b"mif1", b"msf1", b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"avif", b"avis"}
-)
+_IMAGE_BRANDS = frozenset({b"mif1", b"msf1", b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"avif", b"avis"})
 
 
 def sniff_image(data: bytes) -> ImageKind | None:

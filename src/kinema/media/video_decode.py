@@ -39,9 +39,7 @@ class _Limits:
     max_seconds: float
 
 
-def decode_video(
-    data: bytes, *, max_bytes: int, max_pixels: int, max_frames: int, max_seconds: float
-) -> DecodedVideo:
+def decode_video(data: bytes, *, max_bytes: int, max_pixels: int, max_frames: int, max_seconds: float) -> DecodedVideo:
     """Decode an uploaded video's single video stream to RGB frames, or raise ``MediaError``.
 
     Checks, each before the work it protects:
@@ -142,8 +140,7 @@ def _check_frame_size(width: int, height: int, max_pixels: int) -> None:
 
 def _too_long(limits: _Limits) -> MediaError:
     return MediaError(
-        f"The video is too long; at most {limits.max_frames} frames and {limits.max_seconds:g} s "
-        "are accepted.",
+        f"The video is too long; at most {limits.max_frames} frames and {limits.max_seconds:g} s are accepted.",
         "video_too_long",
     )
 
@@ -164,9 +161,7 @@ def _check_declared_length(stream: VideoStream, limits: _Limits) -> None:
             raise _too_long(limits)
 
 
-def _decoded_frames(
-    container: InputContainer, stream: VideoStream, limits: _Limits | None
-) -> Iterator[np.ndarray]:
+def _decoded_frames(container: InputContainer, stream: VideoStream, limits: _Limits | None) -> Iterator[np.ndarray]:
     """Yield upright RGB frames in presentation order; with ``limits``, stop and raise at the first breach."""
     stream.thread_type = "AUTO"  # frame + slice threads; decoding is most of the cost
     first_time: float | None = None
@@ -197,9 +192,7 @@ def _stack(frames: Iterator[np.ndarray]) -> np.ndarray:
     if not collected:
         _raise_corrupt()
     if any(frame.shape != collected[0].shape for frame in collected):
-        raise MediaError(
-            "Videos whose resolution changes mid-stream are not supported.", "unsupported_media_type"
-        )
+        raise MediaError("Videos whose resolution changes mid-stream are not supported.", "unsupported_media_type")
     return np.stack(collected)
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, Executable, and_, case, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from kinema.db.models import VideoRow
@@ -119,12 +120,14 @@ class JobQueue:
         now = self._clock()
         expired = and_(VideoRow.status == "in_progress", VideoRow.lease_expires_at < now)
         with self._sessions.begin() as s:
-            n = s.execute(
+            n = _affected(
+                s,
                 update(VideoRow)
                 .where(expired, VideoRow.cancel_requested.is_(True))
-                .values(_failed(now, "cancelled", "The video was cancelled."))
-            ).rowcount
-            n += s.execute(
+                .values(_failed(now, "cancelled", "The video was cancelled.")),
+            )
+            n += _affected(
+                s,
                 update(VideoRow)
                 .where(expired, VideoRow.attempts >= self.max_attempts)
                 .values(
@@ -134,8 +137,8 @@ class JobQueue:
                         f"The worker running this video stopped responding {self.max_attempts} times; "
                         "giving up. Try again, and tell the operator if it keeps happening.",
                     )
-                )
-            ).rowcount
+                ),
+            )
         return n
 
     # -- fenced writes by the lease holder -------------------------------------------------------
@@ -152,11 +155,9 @@ class JobQueue:
         now = self._clock()
         with self._sessions.begin() as s:
             return bool(
-                s.execute(
-                    update(VideoRow)
-                    .where(self._fenced(lease))
-                    .values(lease_expires_at=now + self.lease_seconds)
-                ).rowcount
+                _affected(
+                    s, update(VideoRow).where(self._fenced(lease)).values(lease_expires_at=now + self.lease_seconds)
+                )
             )
 
     def set_progress(self, lease: Lease, progress: int) -> bool:
@@ -164,19 +165,18 @@ class JobQueue:
         p = max(0, min(99, int(progress)))
         with self._sessions.begin() as s:
             return bool(
-                s.execute(
+                _affected(
+                    s,
                     update(VideoRow)
                     .where(self._fenced(lease))
-                    .values(progress=case((VideoRow.progress < p, p), else_=VideoRow.progress))
-                ).rowcount
+                    .values(progress=case((VideoRow.progress < p, p), else_=VideoRow.progress)),
+                )
             )
 
     def should_stop(self, lease: Lease) -> bool:
         """True when the job was cancelled, deleted, or is no longer held under this lease."""
         with self._sessions() as s:
-            row = s.execute(
-                select(VideoRow.cancel_requested).where(self._fenced(lease))
-            ).first()
+            row = s.execute(select(VideoRow.cancel_requested).where(self._fenced(lease))).first()
         return row is None or bool(row.cancel_requested)
 
     def complete(self, lease: Lease, outputs: Outputs) -> bool:
@@ -184,7 +184,8 @@ class JobQueue:
         now = self._clock()
         with self._sessions.begin() as s:
             return bool(
-                s.execute(
+                _affected(
+                    s,
                     update(VideoRow)
                     .where(self._fenced(lease), VideoRow.cancel_requested.is_(False))
                     .values(
@@ -196,15 +197,15 @@ class JobQueue:
                         spritesheet_key=outputs.spritesheet_key,
                         lease_owner=None,
                         lease_expires_at=None,
-                    )
-                ).rowcount
+                    ),
+                )
             )
 
     def fail(self, lease: Lease, code: str, message: str) -> bool:
         """Mark the job failed with a user-facing error, only if the lease is still ours."""
         now = self._clock()
         with self._sessions.begin() as s:
-            return bool(s.execute(update(VideoRow).where(self._fenced(lease)).values(_failed(now, code, message))).rowcount)
+            return bool(_affected(s, update(VideoRow).where(self._fenced(lease)).values(_failed(now, code, message))))
 
     # -- reads for metrics and readiness ---------------------------------------------------------
 
@@ -223,3 +224,8 @@ def _failed(now: float, code: str, message: str) -> dict[str, object]:
         "lease_owner": None,
         "lease_expires_at": None,
     }
+
+
+def _affected(session: Session, statement: Executable) -> int:
+    """Rows matched by an UPDATE/DELETE (SQLAlchemy types ``execute`` as a plain ``Result``)."""
+    return cast(CursorResult[Any], session.execute(statement)).rowcount

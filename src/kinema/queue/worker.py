@@ -53,6 +53,29 @@ class JobContext:
         return self._stop
 
 
+class Wakeup:
+    """Lets an enqueue in this process wake idle in-process workers at once instead of at their next poll.
+
+    Workers in other processes still find new jobs by polling (``poll_seconds``).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._generation = 0
+
+    def notify(self) -> None:
+        """Wake every waiting worker."""
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+
+    def wait(self, timeout: float) -> None:
+        """Return on the next :meth:`notify`, or after ``timeout`` seconds."""
+        with self._cond:
+            start = self._generation
+            self._cond.wait_for(lambda: self._generation != start, timeout)
+
+
 class JobRunner(Protocol):
     """Runs one claimed job to a fenced completion or failure."""
 
@@ -96,7 +119,9 @@ class Worker:
         poll_seconds: float = 0.5,
         heartbeat_seconds: float = 5.0,
         progress_interval: float = 0.25,
+        wakeup: Wakeup | None = None,
     ) -> None:
+        self.wakeup = wakeup or Wakeup()
         self.queue = queue
         self.runner = runner
         self.worker_id = worker_id or default_worker_id()
@@ -109,7 +134,9 @@ class Worker:
         lease = self.queue.claim(self.worker_id)
         if lease is None:
             return False
-        log.info("worker %s claimed %s (attempt %d, token %d)", self.worker_id, lease.video_id, lease.attempt, lease.token)
+        log.info(
+            "worker %s claimed %s (attempt %d, token %d)", self.worker_id, lease.video_id, lease.attempt, lease.token
+        )
         ctx = JobContext(self.queue, lease, self.progress_interval)
         heartbeat = _Heartbeat(self.queue, ctx, self.heartbeat_seconds)
         heartbeat.start()
@@ -123,8 +150,8 @@ class Worker:
         """Loop until ``stop`` is set; database hiccups are logged and retried after a pause."""
         while not stop.is_set():
             try:
-                if not self.run_once():
-                    stop.wait(self.poll_seconds)
+                if not self.run_once() and not stop.is_set():
+                    self.wakeup.wait(self.poll_seconds)
             except Exception:
                 log.exception("worker %s: error while claiming or running a job", self.worker_id)
                 stop.wait(max(self.poll_seconds, 1.0))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,16 +78,20 @@ class GenerationRunner:
             self._queue.fail(lease, "generation_failed", f"Generation failed: {type(exc).__name__}: {exc}")
 
     def _run(self, row: VideoRow, ctx: JobContext) -> None:
+        t0 = time.perf_counter()
         spec = self._registry.resolve(row.model)
         inputs = self._inputs(row)
-        backend = self._engine.backend_for(spec, inputs.request.task)
-        if ctx.should_stop():
-            raise Cancelled()
-        result = backend.generate(
-            inputs.request,
-            progress=lambda done, total: ctx.progress(MODEL_SHARE * done // max(total, 1)),
-            should_cancel=ctx.should_stop,
-        )
+        # Pinned while in use, so another worker thread's load cannot evict it mid-job.
+        with self._engine.use(spec, inputs.request.task) as backend:
+            if ctx.should_stop():
+                raise Cancelled()
+            t1 = time.perf_counter()
+            result = backend.generate(
+                inputs.request,
+                progress=lambda done, total: ctx.progress(MODEL_SHARE * done // max(total, 1)),
+                should_cancel=ctx.should_stop,
+            )
+        t2 = time.perf_counter()
         frames = result.frames
         if inputs.prefix_frames is not None:
             # The new segment starts on the source's last frame: keep that frame once.
@@ -97,7 +102,16 @@ class GenerationRunner:
         ctx.progress(95)
         if ctx.should_stop():
             raise Cancelled()
+        t3 = time.perf_counter()
         self._publish(row, ctx, mp4, thumbnail, spritesheet)
+        log.info(
+            "video %s: inputs+load %.3fs, model %.3fs, media %.3fs, publish %.3fs",
+            row.id,
+            t1 - t0,
+            t2 - t1,
+            t3 - t2,
+            time.perf_counter() - t3,
+        )
 
     def _publish(self, row: VideoRow, ctx: JobContext, mp4: bytes, thumbnail: bytes, spritesheet: bytes) -> None:
         lease = ctx.lease

@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from kinema.config import Settings
 from kinema.container import build_registry
-from kinema.engine.base import GenerationRequest
+from kinema.engine.base import GenerationRequest, Task
 from kinema.engine.runtime import Engine
 from kinema.media.encode import encode_mp4
 from kinema.media.images import decode_image
@@ -37,20 +37,34 @@ def generate_locally(
     p = planning.plan(registry, spec, size, seconds, options)
     first_frame = None
     if image is not None:
-        decoded = decode_image(image.read_bytes(), max_bytes=settings.max_upload_bytes,
-                               max_pixels=settings.max_image_pixels)
+        decoded = decode_image(
+            image.read_bytes(), max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
+        )
         first_frame = ImageOps.fit(decoded, (p.width, p.height))
-    task = "i2v" if first_frame is not None else "t2v"
-    engine = Engine(registry, settings.resolved_models_dir,
-                    memory_budget_bytes=int(settings.model_memory_budget_gb * 2**30), device=settings.device)
+    task: Task = "i2v" if first_frame is not None else "t2v"
+    engine = Engine(
+        registry,
+        settings.resolved_models_dir,
+        memory_budget_bytes=int(settings.model_memory_budget_gb * 2**30),
+        device=settings.device,
+    )
     engine.ensure_miniatures()
     backend = engine.backend_for(spec, task)
     request = GenerationRequest(
-        task=task, prompt=prompt, width=p.width, height=p.height, num_frames=p.num_frames, fps=p.fps,
-        num_inference_steps=steps or spec.default_steps, guidance_scale=spec.default_guidance, seed=seed,
-        negative_prompt=negative_prompt, image=first_frame,
+        task=task,
+        prompt=prompt,
+        width=p.width,
+        height=p.height,
+        num_frames=p.num_frames,
+        fps=p.fps,
+        num_inference_steps=steps or spec.default_steps,
+        guidance_scale=spec.default_guidance,
+        seed=seed,
+        negative_prompt=negative_prompt,
+        image=first_frame,
     )
     with tqdm(total=request.num_inference_steps, unit="step", desc=spec.name) as bar:
+
         def progress(done: int, total: int) -> None:
             bar.update(done - bar.n)
 

@@ -20,8 +20,9 @@ class Plan:
     seconds: str
 
 
-def plan(registry: ModelRegistry, spec: ModelSpec, size: str | None, seconds: str | None,
-         options: GenerationOptions) -> Plan:
+def plan(
+    registry: ModelRegistry, spec: ModelSpec, size: str | None, seconds: str | None, options: GenerationOptions
+) -> Plan:
     """Native size and frame count for a request, or :class:`InvalidRequest` saying what the model can do."""
     try:
         width, height = registry.native_size(spec, size)

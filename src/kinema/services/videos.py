@@ -22,11 +22,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from kinema.blobs import BlobStore
 from kinema.db.models import VideoRow
 from kinema.engine.base import Task
-from kinema.engine.registry import ModelRegistry, ModelSpec, UnknownModel
+from kinema.engine.registry import ModelRegistry, ModelSpec, UnknownModel, UnsupportedRequest
 from kinema.media.encode import encode_mp4
 from kinema.media.errors import MediaError
 from kinema.media.images import decode_image
 from kinema.media.video_decode import DecodedVideo, decode_video, read_mp4
+from kinema.services import planning
 from kinema.services.errors import (
     Conflict,
     InvalidRequest,
@@ -35,9 +36,8 @@ from kinema.services.errors import (
     ServiceError,
     UnsupportedMediaType,
 )
-from kinema.services import planning
-from kinema.services.planning import Plan
 from kinema.services.options import CreateVideo, EditVideo, ExtendVideo, GenerationOptions, VideoSource
+from kinema.services.planning import Plan
 
 Variant = Literal["video", "thumbnail", "spritesheet"]
 MEDIA_TYPES: dict[str, str] = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet": "image/jpeg"}
@@ -90,7 +90,9 @@ class VideoService:
         registry: ModelRegistry,
         limits: UploadLimits,
         clock: Callable[[], float] = time.time,
+        on_enqueue: Callable[[], None] = lambda: None,
     ) -> None:
+        self._on_enqueue = on_enqueue
         self._sessions = sessions
         self._blobs = blobs
         self._registry = registry
@@ -104,7 +106,7 @@ class VideoService:
         self._check_prompt(req.prompt)
         spec = self._model(req.model)
         task: Task = "i2v" if req.image is not None else "t2v"
-        self._require_task(spec, task, "input_reference")
+        self._require_task(spec, task, "input_reference" if task == "i2v" else "model")
         plan = self._plan(spec, req.size, req.seconds, req.options)
         params = self._params(spec, req.options, {})
         image_png = self._normalise_image(req.image) if req.image is not None else None
@@ -182,9 +184,7 @@ class VideoService:
         if after:
             with self._sessions() as s:
                 anchor = s.execute(
-                    select(VideoRow.created_at, VideoRow.id).where(
-                        VideoRow.id == after, VideoRow.owner_id == owner_id
-                    )
+                    select(VideoRow.created_at, VideoRow.id).where(VideoRow.id == after, VideoRow.owner_id == owner_id)
                 ).first()
             if anchor is None:
                 raise InvalidRequest(f"No video found with id '{after}' to list after.", param="after")
@@ -220,13 +220,14 @@ class VideoService:
                     completed_at=now,
                 )
             )
-            s.execute(
-                update(VideoRow).where(mine, VideoRow.status == "in_progress").values(cancel_requested=True)
-            )
+            s.execute(update(VideoRow).where(mine, VideoRow.status == "in_progress").values(cancel_requested=True))
         row = self.get(owner_id, video_id)
         if row.status in ("completed",) or (row.status == "failed" and row.error_code != "cancelled"):
-            raise Conflict(f"Video '{video_id}' already {row.status}; there is nothing to cancel.",
-                           param="id", code="video_not_cancellable")
+            raise Conflict(
+                f"Video '{video_id}' already {row.status}; there is nothing to cancel.",
+                param="id",
+                code="video_not_cancellable",
+            )
         return row
 
     def delete(self, owner_id: str, video_id: str) -> None:
@@ -241,8 +242,11 @@ class VideoService:
         """Blob key of a completed video's asset; 409 with the status while it is not ready."""
         row = self.get(owner_id, video_id)
         if row.status != "completed":
-            detail = f"{row.progress}% done" if row.status in ("queued", "in_progress") else (
-                row.error_message or "it failed")
+            detail = (
+                f"{row.progress}% done"
+                if row.status in ("queued", "in_progress")
+                else (row.error_message or "it failed")
+            )
             raise Conflict(
                 f"Video '{video_id}' is {row.status} ({detail}); its content is available once it is completed.",
                 param="id",
@@ -271,16 +275,11 @@ class VideoService:
         except UnknownModel as exc:
             raise InvalidRequest(str(exc), param="model", code="model_not_found") from None
 
-    @staticmethod
-    def _require_task(spec: ModelSpec, task: Task, param: str) -> None:
-        if task not in spec.tasks:
-            what = {"t2v": "text-to-video", "i2v": "image-to-video (input_reference, extensions)",
-                    "v2v": "video-to-video (edits)", "vace": "reference-to-video"}[task]
-            raise InvalidRequest(
-                f"Model '{spec.name}' cannot do {what}; it can do: {spec.capabilities()}.",
-                param=param,
-                code="unsupported_task",
-            )
+    def _require_task(self, spec: ModelSpec, task: Task, param: str) -> None:
+        try:
+            self._registry.source(spec, task)
+        except UnsupportedRequest as exc:
+            raise InvalidRequest(str(exc), param=param, code="unsupported_task") from None
 
     def _plan(self, spec: ModelSpec, size: str | None, seconds: str | None, options: GenerationOptions) -> Plan:
         return planning.plan(self._registry, spec, size, seconds, options)
@@ -346,6 +345,7 @@ class VideoService:
         except BaseException:
             self._blobs.delete_prefix(prefix)
             raise
+        self._on_enqueue()
         return row
 
     def _enqueue_with_source(

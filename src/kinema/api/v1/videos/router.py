@@ -26,18 +26,26 @@ router = APIRouter(prefix="/v1/videos", tags=["videos"])
 def _body_doc(model: type[Any], files: tuple[str, ...] = ()) -> dict[str, Any]:
     """OpenAPI request body for a route that reads JSON or multipart itself."""
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    form = {**schema, "properties": {**schema.get("properties", {}),
-                                     **{f: {"type": "string", "format": "binary"} for f in files}}}
-    return {"requestBody": {"required": True, "content": {
-        "application/json": {"schema": schema}, "multipart/form-data": {"schema": form}}}}
+    form = {
+        **schema,
+        "properties": {**schema.get("properties", {}), **{f: {"type": "string", "format": "binary"} for f in files}},
+    }
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": schema}, "multipart/form-data": {"schema": form}},
+        }
+    }
 
 
 @router.post("", response_model=Video, openapi_extra=_body_doc(CreateVideoBody, ("input_reference",)))
-async def create_video(request: Request, principal: CurrentPrincipal, videos: VideoServiceDep,
-                       container: ContainerDep) -> Video:
+async def create_video(
+    request: Request, principal: CurrentPrincipal, videos: VideoServiceDep, container: ContainerDep
+) -> Video:
     """Queue a video: text-to-video, or image-to-video with ``input_reference``."""
-    body, uploads = await serving.read(request, CreateVideoBody, frozenset({"input_reference"}),
-                                       container.settings.max_upload_bytes)
+    body, uploads = await serving.read(
+        request, CreateVideoBody, frozenset({"input_reference"}), container.settings.max_upload_bytes
+    )
     return Video.from_row(videos.create(principal.id, serving.create_request(body, uploads)))
 
 
@@ -52,29 +60,33 @@ def list_videos(
     """The caller's videos, newest first unless ``order=asc``."""
     page = videos.list(principal.id, after=after, limit=limit, order=order)
     data = [Video.from_row(r) for r in page.rows]
-    return VideoList(data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None,
-                     has_more=page.has_more)
+    return VideoList(
+        data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None, has_more=page.has_more
+    )
 
 
 @router.post("/edits", response_model=Video, openapi_extra=_body_doc(EditBody, ("video",)))
-async def edit_video(request: Request, principal: CurrentPrincipal, videos: VideoServiceDep,
-                     container: ContainerDep) -> Video:
+async def edit_video(
+    request: Request, principal: CurrentPrincipal, videos: VideoServiceDep, container: ContainerDep
+) -> Video:
     """Queue a video-to-video edit of a completed video or an uploaded clip."""
     body, uploads = await serving.read(request, EditBody, frozenset({"video"}), container.settings.max_upload_bytes)
     return Video.from_row(videos.edit(principal.id, serving.edit_request(body, uploads)))
 
 
 @router.post("/extensions", response_model=Video, openapi_extra=_body_doc(ExtendBody, ("video",)))
-async def extend_video(request: Request, principal: CurrentPrincipal, videos: VideoServiceDep,
-                       container: ContainerDep) -> Video:
+async def extend_video(
+    request: Request, principal: CurrentPrincipal, videos: VideoServiceDep, container: ContainerDep
+) -> Video:
     """Queue an extension that continues a clip from its last frame."""
     body, uploads = await serving.read(request, ExtendBody, frozenset({"video"}), container.settings.max_upload_bytes)
     return Video.from_row(videos.extend(principal.id, serving.extend_request(body, uploads)))
 
 
 @router.get("/{video_id}", response_model=Video)
-def retrieve_video(video_id: str, principal: CurrentPrincipal, videos: VideoServiceDep, response: Response,
-                   container: ContainerDep) -> Video:
+def retrieve_video(
+    video_id: str, principal: CurrentPrincipal, videos: VideoServiceDep, response: Response, container: ContainerDep
+) -> Video:
     """One video; ``openai-poll-after-ms`` tells ``create_and_poll`` how long to wait."""
     response.headers["openai-poll-after-ms"] = str(container.settings.poll_after_ms)
     return Video.from_row(videos.get(principal.id, video_id))
@@ -87,10 +99,18 @@ def delete_video(video_id: str, principal: CurrentPrincipal, videos: VideoServic
     return VideoDeleted(id=video_id)
 
 
-@router.get("/{video_id}/content", response_class=StreamingResponse,
-            responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}}})
-def download_content(video_id: str, principal: CurrentPrincipal, videos: VideoServiceDep, container: ContainerDep,
-                     variant: Literal["video", "thumbnail", "spritesheet"] = "video") -> StreamingResponse:
+@router.get(
+    "/{video_id}/content",
+    response_class=StreamingResponse,
+    responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}}},
+)
+def download_content(
+    video_id: str,
+    principal: CurrentPrincipal,
+    videos: VideoServiceDep,
+    container: ContainerDep,
+    variant: Literal["video", "thumbnail", "spritesheet"] = "video",
+) -> StreamingResponse:
     """The MP4, a WebP thumbnail or a JPEG spritesheet of a completed video."""
     key = videos.content_key(principal.id, video_id, variant)
     blobs = container.blobs
@@ -98,14 +118,17 @@ def download_content(video_id: str, principal: CurrentPrincipal, videos: VideoSe
     return StreamingResponse(
         blobs.iter_chunks(key),
         media_type=MEDIA_TYPES[variant],
-        headers={"Content-Length": str(blobs.size(key)),
-                 "Content-Disposition": f'attachment; filename="{video_id}.{ext}"'},
+        headers={
+            "Content-Length": str(blobs.size(key)),
+            "Content-Disposition": f'attachment; filename="{video_id}.{ext}"',
+        },
     )
 
 
 @router.post("/{video_id}/remix", response_model=Video, openapi_extra=_body_doc(RemixBody))
-async def remix_video(video_id: str, request: Request, principal: CurrentPrincipal, videos: VideoServiceDep,
-                      container: ContainerDep) -> Video:
+async def remix_video(
+    video_id: str, request: Request, principal: CurrentPrincipal, videos: VideoServiceDep, container: ContainerDep
+) -> Video:
     """Queue the same settings as a completed video with a new prompt."""
     body, _ = await serving.read(request, RemixBody, frozenset(), container.settings.max_upload_bytes)
     return Video.from_row(videos.remix(principal.id, video_id, body.prompt, body.options()))

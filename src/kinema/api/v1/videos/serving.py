@@ -39,8 +39,9 @@ def create_request(body: CreateVideoBody, uploads: dict[str, bytes]) -> CreateVi
     image = uploads.get("input_reference")
     if body.input_reference is not None:
         if image is not None:
-            raise InvalidRequest("Send input_reference either as a file or as an object, not both.",
-                                 param="input_reference")
+            raise InvalidRequest(
+                "Send input_reference either as a file or as an object, not both.", param="input_reference"
+            )
         image = _image_from_reference(body.input_reference)
     return CreateVideo(
         prompt=body.prompt,
@@ -54,21 +55,25 @@ def create_request(body: CreateVideoBody, uploads: dict[str, bytes]) -> CreateVi
 
 def edit_request(body: EditBody, uploads: dict[str, bytes]) -> EditVideo:
     """The service request for ``POST /v1/videos/edits``."""
-    return EditVideo(prompt=body.prompt, source=_source(body.video, uploads), model=body.model,
-                     options=body.options())
+    return EditVideo(prompt=body.prompt, source=_source(body.video, uploads), model=body.model, options=body.options())
 
 
 def extend_request(body: ExtendBody, uploads: dict[str, bytes]) -> ExtendVideo:
     """The service request for ``POST /v1/videos/extensions``."""
-    return ExtendVideo(prompt=body.prompt, seconds=body.seconds, source=_source(body.video, uploads),
-                       model=body.model, options=body.options())
+    return ExtendVideo(
+        prompt=body.prompt,
+        seconds=body.seconds,
+        source=_source(body.video, uploads),
+        model=body.model,
+        options=body.options(),
+    )
 
 
 def _source(ref: VideoReference | None, uploads: dict[str, bytes]) -> VideoSource:
     upload = uploads.get("video")
     if (ref is None) == (upload is None):
         raise InvalidRequest(
-            "Give 'video' as a reference to a completed video ({\"id\": \"video_...\"}) or as an uploaded file.",
+            'Give \'video\' as a reference to a completed video ({"id": "video_..."}) or as an uploaded file.',
             param="video",
             code="missing_required_parameter" if ref is None else "invalid_value",
         )
@@ -94,5 +99,6 @@ def _image_from_reference(ref: ImageReference) -> bytes:
     try:
         return base64.b64decode(url.split(";base64,", 1)[1], validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidRequest("input_reference.image_url is not valid base64.",
-                             param="input_reference.image_url", code="invalid_value") from None
+        raise InvalidRequest(
+            "input_reference.image_url is not valid base64.", param="input_reference.image_url", code="invalid_value"
+        ) from None

@@ -1,0 +1,82 @@
+"""The ``kinema`` command line, run as a real subprocess."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import pytest
+
+from tests.conftest import kinema_env
+
+
+def kinema(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kinema.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture
+def env(tmp_path: Path, models_dir: Path) -> dict[str, str]:
+    return kinema_env(tmp_path, f"sqlite:///{tmp_path / 'k.db'}", models_dir)
+
+
+def test_generate_writes_a_playable_mp4_and_says_it_is_a_miniature(env: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    r = kinema(
+        [
+            "generate",
+            "a kite",
+            "-o",
+            str(out),
+            "--model",
+            "tiny-wan",
+            "--seconds",
+            "2",
+            "--steps",
+            "2",
+            "--seed",
+            "3",
+            "--size",
+            "720x1280",
+        ],
+        env,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "makes no meaningful video" in r.stderr
+    with av.open(io.BytesIO(out.read_bytes())) as c:
+        frames = list(c.decode(video=0))
+        assert (len(frames), frames[0].width, frames[0].height) == (17, 64, 96)
+
+
+def test_generate_refuses_what_the_model_cannot_do(env: dict[str, str], tmp_path: Path) -> None:
+    r = kinema(["generate", "x", "-o", str(tmp_path / "o.mp4"), "--model", "tiny-wan", "--size", "10x10"], env)
+    assert r.returncode != 0 and "96x64" in r.stderr
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_models_lists_presence(env: dict[str, str]) -> None:
+    r = kinema(["models"], env)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    tiny = next(line for line in lines if line.startswith("tiny-wan"))
+    real = next(line for line in lines if line.startswith("wan2.1-t2v-1.3b"))
+    assert "[present]" in tiny and "[not pulled]" in real
+
+
+def test_pull_builds_miniatures_without_network(tmp_path: Path, env: dict[str, str]) -> None:
+    env = {**env, "KINEMA_MODELS_DIR": str(tmp_path / "fresh-models")}
+    r = kinema(["pull", "tiny-wan"], env)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "fresh-models" / "tiny-wan" / "t2v" / "model_index.json").exists()
+
+
+def test_serve_refuses_a_placeholder_token_outside_dev_mode(env: dict[str, str]) -> None:
+    r = kinema(["serve"], {**env, "KINEMA_API_TOKEN": "changeme"}, timeout=60)
+    assert r.returncode != 0 and "KINEMA_API_TOKEN must be a real secret" in r.stderr
+    weak = "s3cr3t-but-short"[:15]
+    r = kinema(["serve"], {**env, "KINEMA_API_TOKEN": weak}, timeout=60)
+    assert r.returncode != 0 and weak not in r.stderr + r.stdout  # never echoed
