@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,31 +68,33 @@ def _drop_pg_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextmanager
+def fresh_pg_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database, dropped afterwards; skips the test when none is reachable."""
+    if not PG_AVAILABLE:
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
+    name, url = _make_pg_database()
+    try:
+        yield url
+    finally:
+        _drop_pg_database(name)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database: a SQLite file, and a new PostgreSQL database when one is reachable."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'kinema.db'}"
         return
-    if not PG_AVAILABLE:
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
-    name, url = _make_pg_database()
-    try:
+    with fresh_pg_database() as url:
         yield url
-    finally:
-        _drop_pg_database(name)
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database (skipped when none is reachable)."""
-    if not PG_AVAILABLE:
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
-    name, url = _make_pg_database()
-    try:
+    with fresh_pg_database() as url:
         yield url
-    finally:
-        _drop_pg_database(name)
 
 
 def free_port() -> int:

@@ -141,31 +141,32 @@ class VideoService:
     def edit(self, owner_id: str, req: EditVideo) -> VideoRow:
         """Enqueue a video-to-video job over a completed video or an uploaded clip."""
         self._check_prompt(req.prompt)
-        src_row, clip = self._source(owner_id, req.source, "edit")
-        spec = self._model(req.model or (src_row.model if src_row else None))
-        self._require_task(spec, "v2v", "model")
-        width, height = _closest_native(spec, clip.frames.shape[2], clip.frames.shape[1])
-        fps = req.options.fps or spec.fps
+        src_row, clip, spec, (width, height) = self._with_source(owner_id, req.source, req.model, "edit", "v2v")
         seconds = _seconds_for(spec, clip.frames.shape[0] / clip.fps)
         num_frames = self._frames(spec, seconds, req.options)
-        plan = Plan(width, height, num_frames, fps, seconds)
+        plan = Plan(width, height, num_frames, req.options.fps or spec.fps, seconds)
         params = self._params(spec, req.options, {"strength": DEFAULT_EDIT_STRENGTH})
         return self._enqueue_with_source(owner_id, "edit", "v2v", spec, req.prompt, plan, params, src_row, clip)
 
     def extend(self, owner_id: str, req: ExtendVideo) -> VideoRow:
         """Enqueue an extension: continue a clip from its last frame; ``seconds`` is the new part."""
         self._check_prompt(req.prompt)
-        src_row, clip = self._source(owner_id, req.source, "extend")
-        spec = self._model(req.model or (src_row.model if src_row else None))
-        self._require_task(spec, "i2v", "model")
-        width, height = _closest_native(spec, clip.frames.shape[2], clip.frames.shape[1])
+        src_row, clip, spec, (width, height) = self._with_source(owner_id, req.source, req.model, "extend", "i2v")
         new_frames = self._frames(spec, req.seconds, req.options)
-        fps = req.options.fps or spec.fps
         source_seconds = float(src_row.seconds) if src_row else clip.frames.shape[0] / clip.fps
         total = _format_seconds(source_seconds + float(req.seconds))
-        plan = Plan(width, height, new_frames, fps, total)
+        plan = Plan(width, height, new_frames, req.options.fps or spec.fps, total)
         params = self._params(spec, req.options, {"stitch": True})
         return self._enqueue_with_source(owner_id, "extend", "i2v", spec, req.prompt, plan, params, src_row, clip)
+
+    def _with_source(
+        self, owner_id: str, source: VideoSource, model: str | None, action: str, task: Task
+    ) -> tuple[VideoRow | None, DecodedVideo, ModelSpec, tuple[int, int]]:
+        """The source clip, the model (the request's, else the source video's) and the output size."""
+        src_row, clip = self._source(owner_id, source, action)
+        spec = self._model(model or (src_row.model if src_row else None))
+        self._require_task(spec, task, "model")
+        return src_row, clip, spec, _closest_native(spec, clip.frames.shape[2], clip.frames.shape[1])
 
     # -- read / manage ---------------------------------------------------------------------------
 

@@ -1,0 +1,73 @@
+"""The video service on a real database and blob folder: ownership, and what a refusal leaves behind."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kinema.config import Settings
+from kinema.container import Container
+from kinema.services.errors import InvalidRequest, NotFound
+from kinema.services.options import CreateVideo, EditVideo, ExtendVideo, GenerationOptions, VideoSource
+
+
+@pytest.fixture
+def container(tmp_path: Path, db_url: str, models_dir: Path) -> Container:
+    c = Container.from_settings(
+        Settings(mode="dev", data_dir=tmp_path, database_url=db_url, models_dir=models_dir, default_model="tiny-wan")
+    )
+    yield c  # type: ignore[misc]
+    c.close()
+
+
+def png() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((64, 96, 3), 200, np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_another_owner_sees_nothing(container: Container) -> None:
+    videos = container.videos
+    mine = videos.create("alice", CreateVideo(prompt="alice's", seconds="1", image=png()))
+    for attempt in (
+        lambda: videos.get("bob", mine.id),
+        lambda: videos.delete("bob", mine.id),
+        lambda: videos.cancel("bob", mine.id),
+        lambda: videos.content_key("bob", mine.id, "video"),
+        lambda: videos.remix("bob", mine.id, "bob's", GenerationOptions()),
+        lambda: videos.edit("bob", EditVideo(prompt="x", source=VideoSource(video_id=mine.id))),
+        lambda: videos.extend("bob", ExtendVideo(prompt="x", seconds="1", source=VideoSource(video_id=mine.id))),
+    ):
+        with pytest.raises(NotFound) as err:
+            attempt()
+        assert err.value.status == 404 and mine.id in err.value.message  # the same as a missing id
+    assert videos.list("bob", after=None, limit=10, order="desc").rows == []
+    with pytest.raises(InvalidRequest):  # paging "after" someone else's id reveals nothing either
+        videos.list("bob", after=mine.id, limit=10, order="desc")
+    assert videos.get("alice", mine.id).status == "queued"  # bob's attempts changed nothing
+
+
+def test_delete_removes_row_and_inputs(container: Container) -> None:
+    row = container.videos.create("alice", CreateVideo(prompt="p", seconds="1", image=png()))
+    assert row.input_image_key and container.blobs.exists(row.input_image_key)
+    container.videos.delete("alice", row.id)
+    with pytest.raises(NotFound):
+        container.videos.get("alice", row.id)
+    assert not container.blobs.exists(row.input_image_key)
+
+
+def test_stored_input_image_is_pixels_only(container: Container) -> None:
+    img = Image.fromarray(np.full((64, 96, 3), 120, np.uint8))
+    exif = Image.Exif()
+    exif[0x010F] = "SecretCam"  # Make
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", exif=exif.tobytes())
+    assert b"SecretCam" in buf.getvalue()
+    row = container.videos.create("alice", CreateVideo(prompt="p", seconds="1", image=buf.getvalue()))
+    assert row.input_image_key is not None
+    stored = container.blobs.get(row.input_image_key)
+    assert stored.startswith(b"\x89PNG") and b"SecretCam" not in stored
