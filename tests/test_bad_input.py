@@ -204,3 +204,33 @@ def test_task_the_model_cannot_do_names_one_that_can(client: openai.OpenAI) -> N
         client.videos.create(prompt="x", model="wan2.1-t2v-1.3b", input_reference=("a.png", png(64, 64), "image/png"))
     err = refused(e.value, 400, "input_reference", "unsupported_task")
     assert "wan2.2-ti2v-5b" in err["message"]
+
+
+def test_malformed_bodies_are_400_not_500(server: Proc) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    url = f"{server.base_url}/v1/videos"
+    deep = httpx.post(url, headers={**auth, "Content-Type": "application/json"}, content=b"[" * 100_000)
+    assert deep.status_code == 400 and deep.json()["error"]["code"] == "invalid_json"
+    nul = httpx.post(url, headers=auth, json={"prompt": "a\x00b"})
+    assert nul.status_code == 400 and nul.json()["error"]["param"] == "prompt"
+    clash = httpx.post(url, headers=auth, files={"prompt": (None, "p"), "video": (None, "x"), "video[id]": (None, "y")})
+    assert clash.status_code == 400
+    assert httpx.get(f"{url}/video_%00", headers=auth).status_code == 404
+
+
+def test_refusals_tell_the_sdk_not_to_retry(server: Proc) -> None:
+    r = httpx.get(f"{server.base_url}/v1/videos/video_{'0' * 32}", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 404 and r.headers["x-should-retry"] == "false"
+
+
+def test_chunked_body_over_the_cap_is_refused(server: Proc) -> None:
+    def chunks():  # no Content-Length: the cap must hold while streaming
+        for _ in range(4 * MAX_UPLOAD // 65536):
+            yield b"x" * 65536
+
+    r = httpx.post(
+        f"{server.base_url}/v1/videos",
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        content=chunks(),
+    )
+    assert r.status_code == 413 and "error" in r.json()

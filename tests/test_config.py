@@ -61,3 +61,9 @@ def test_every_setting_is_documented() -> None:
     doc = (ROOT / "docs" / "configuration.md").read_text()
     missing = [name for name in Settings.model_fields if f"`KINEMA_{name.upper()}`" not in doc]
     assert missing == [], f"undocumented settings: {missing}"
+
+
+def test_heartbeat_must_be_well_inside_the_lease() -> None:
+    with pytest.raises(ValidationError, match="KINEMA_HEARTBEAT_SECONDS"):
+        Settings(mode="dev", lease_seconds=10, heartbeat_seconds=5)
+    assert Settings(mode="dev", lease_seconds=15, heartbeat_seconds=5).lease_seconds == 15

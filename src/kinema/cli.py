@@ -12,7 +12,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from kinema.config import Settings, load_settings
+from kinema.config import DEV_TOKEN, Settings, load_settings
 
 MINIATURE_WARNING = (
     "note: '{name}' is a miniature with random weights, built on this machine for dry runs and tests; "
@@ -73,7 +73,7 @@ def serve(host: str | None, port: int | None, workers: int | None, default_model
     container = Container.from_settings(settings)
     _announce_miniature(settings, settings.default_model)
     container.engine.ensure_miniatures()
-    if settings.mode == "dev" and settings.api_token.get_secret_value():
+    if settings.mode == "dev" and settings.api_token.get_secret_value() == DEV_TOKEN:
         click.secho(f"dev mode: API key is '{settings.api_token.get_secret_value()}'", fg="yellow", err=True)
     app = create_app(container, workers=settings.workers)
     click.echo(f"Kinema on http://{settings.host}:{settings.port}/v1 (docs at /docs)", err=True)

@@ -48,7 +48,9 @@ class Settings(BaseSettings):
         description="Bearer token that identifies the caller until accounts land. "
         "Must be a real secret (>= 16 characters) unless mode is `dev`.",
     )
-    api_token_owner: str = Field("owner", description="Owner id recorded on videos created with `api_token`.")
+    api_token_owner: str = Field(
+        "owner", min_length=1, max_length=128, description="Owner id recorded on videos created with `api_token`."
+    )
 
     host: str = Field("127.0.0.1", description="Address `kinema serve` listens on.")
     port: int = Field(8000, description="Port `kinema serve` listens on.")
@@ -82,6 +84,11 @@ class Settings(BaseSettings):
     max_video_pixels: int = Field(4096 * 2160, description="Largest accepted video frame, width x height.")
     max_video_frames: int = Field(1000, description="Most frames accepted in an uploaded video.")
     max_video_seconds: float = Field(60.0, description="Longest accepted uploaded video.")
+    max_video_total_pixels: int = Field(
+        300_000_000,
+        description="Most decoded pixels (frames x width x height) accepted from one uploaded video; "
+        "bounds the memory an upload can take (300 M pixels is about 0.9 GB of RGB).",
+    )
     max_prompt_chars: int = Field(4000, description="Longest accepted prompt.")
     max_inference_steps: int = Field(100, description="Highest `num_inference_steps` a request may ask for.")
 
@@ -110,6 +117,16 @@ class Settings(BaseSettings):
                 "KINEMA_API_TOKEN must be a real secret of at least 16 characters "
                 "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`); "
                 "set KINEMA_MODE=dev to run with the placeholder token on your own machine"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _heartbeat_well_inside_lease(self) -> Settings:
+        # A lease that can lapse between two heartbeats lets a second worker take a job that is still running.
+        if self.heartbeat_seconds * 3 > self.lease_seconds:
+            raise ValueError(
+                f"KINEMA_HEARTBEAT_SECONDS ({self.heartbeat_seconds:g}) must be at most a third of "
+                f"KINEMA_LEASE_SECONDS ({self.lease_seconds:g})"
             )
         return self
 

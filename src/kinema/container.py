@@ -79,6 +79,7 @@ class Container:
             max_video_pixels=settings.max_video_pixels,
             max_video_frames=settings.max_video_frames,
             max_video_seconds=settings.max_video_seconds,
+            max_video_total_pixels=settings.max_video_total_pixels,
             max_inference_steps=settings.max_inference_steps,
             max_prompt_chars=settings.max_prompt_chars,
         )

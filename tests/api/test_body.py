@@ -24,3 +24,18 @@ def test_plain_nested_and_list_keys() -> None:
 
 def test_deeper_nesting() -> None:
     assert fields(("a[b][c]", "1"), ("a[b][d]", "2")) == {"a": {"b": {"c": "1", "d": "2"}}}
+
+
+def test_conflicting_keys_are_a_client_error() -> None:
+    import pytest
+
+    from kinema.services.errors import InvalidRequest
+
+    for pairs in (
+        (("video", "x"), ("video[id]", "y")),
+        (("video[id]", "y"), ("video", "x")),
+        (("prompt", "a"), ("prompt[]", "b")),
+    ):
+        with pytest.raises(InvalidRequest) as err:
+            fields(*pairs)
+        assert err.value.param == pairs[0][0].split("[")[0]

@@ -17,7 +17,8 @@ def test_put_get_list_delete(tmp_path: Path) -> None:
     assert store.size("videos/v1/2/video.mp4") == 4
     assert b"".join(store.iter_chunks("videos/v1/2/video.mp4", chunk_size=1)) == b"defg"
     assert store.list_prefix("videos/v1") == ["videos/v1/1/video.mp4", "videos/v1/2/video.mp4"]
-    assert store.delete_prefix("videos/v1") == 2
+    assert store.delete("videos/v1/2/video.mp4") and not store.delete("videos/v1/2/video.mp4")
+    assert store.delete_prefix("videos/v1") == 1
     assert not store.exists("videos/v1/1/video.mp4")
     with pytest.raises(BlobNotFound):
         store.get("videos/v1/1/video.mp4")

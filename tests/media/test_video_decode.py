@@ -181,3 +181,31 @@ def test_read_mp4_decodes_our_own_files_without_limits() -> None:
     assert video.frames.shape == long_clip.shape
     assert video.fps == 24.0
     assert np.abs(video.frames[-1].astype(int) - long_clip[-1]).mean() < 3.0
+
+
+def test_total_pixel_cap_bounds_decoded_memory() -> None:
+    """A small file that would decode to more than ``max_total_pixels`` is refused while decoding."""
+    import io as _io
+
+    import av as _av
+    import numpy as _np
+    import pytest as _pytest
+
+    from kinema.media.errors import MediaError as _MediaError
+    from kinema.media.video_decode import decode_video as _decode
+
+    buf = _io.BytesIO()
+    with _av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 256, 256, "yuv420p"
+        for _ in range(40):  # 40 x 65536 = 2.6 M pixels, a few KB as H.264
+            for packet in stream.encode(_av.VideoFrame.from_ndarray(_np.zeros((256, 256, 3), _np.uint8), "rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    data = buf.getvalue()
+    kwargs = {"max_bytes": 10**7, "max_pixels": 10**7, "max_frames": 1000, "max_seconds": 60}
+    assert _decode(data, **kwargs).frames.shape[0] == 40
+    with _pytest.raises(_MediaError) as err:
+        _decode(data, **kwargs, max_total_pixels=20 * 65536)
+    assert err.value.code == "video_too_long"

@@ -46,9 +46,25 @@ def test_another_owner_sees_nothing(container: Container) -> None:
             attempt()
         assert err.value.status == 404 and mine.id in err.value.message  # the same as a missing id
     assert videos.list("bob", after=None, limit=10, order="desc").rows == []
-    with pytest.raises(InvalidRequest):  # paging "after" someone else's id reveals nothing either
-        videos.list("bob", after=mine.id, limit=10, order="desc")
+    assert videos.list("bob", after=mine.id, limit=10, order="asc").rows == []  # paging after it shows nothing
     assert videos.get("alice", mine.id).status == "queued"  # bob's attempts changed nothing
+
+
+def test_pages_continue_after_a_deleted_video(container: Container) -> None:
+    ids = [container.videos.create("alice", CreateVideo(prompt=f"p{i}", seconds="1")).id for i in range(5)]
+    first = container.videos.list("alice", after=None, limit=2, order="desc")
+    assert [r.id for r in first.rows] == ids[::-1][:2] and first.has_more
+    container.videos.delete("alice", first.rows[-1].id)  # the page's last id is gone before the next call
+    rest = container.videos.list("alice", after=first.rows[-1].id, limit=10, order="desc")
+    assert [r.id for r in rest.rows] == ids[::-1][2:] and not rest.has_more
+
+
+def test_malformed_ids_are_simply_not_found(container: Container) -> None:
+    for bad in ("video_\x00abc", "../etc", "video_" + "g" * 32, ""):
+        with pytest.raises(NotFound):
+            container.videos.get("alice", bad)
+    with pytest.raises(InvalidRequest):
+        container.videos.list("alice", after="video_\x00", limit=10, order="desc")
 
 
 def test_delete_removes_row_and_inputs(container: Container) -> None:

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from kinema import __version__
 from kinema.api import ops
+from kinema.api.body import body_limit
 from kinema.api.errors import install_error_handlers
 from kinema.api.v1.videos.router import router as videos_router
 from kinema.container import Container
@@ -26,6 +27,8 @@ def create_app(container: Container, *, workers: int = 0) -> FastAPI:
             container.stop_workers()
 
     app = FastAPI(
+        # Also bounds chunked requests, which carry no Content-Length to check up front.
+        max_body_size=body_limit(container.settings.max_upload_bytes),
         title="Kinema",
         version=__version__,
         description="Self-hosted, privacy-first video generation with an OpenAI-Videos-compatible API.",

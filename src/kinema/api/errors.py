@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from kinema.blobs import BlobNotFound
 from kinema.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,18 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ServiceError)
     async def _service(_: Request, exc: ServiceError) -> JSONResponse:
-        return envelope(exc.status, exc.message, type=exc.type, param=exc.param, code=exc.code)
+        # The SDK retries 409s by default; a video that is not ready, or a refusal, does not change by
+        # retrying at once, so say so (the SDK honours x-should-retry).
+        return envelope(
+            exc.status, exc.message, type=exc.type, param=exc.param, code=exc.code, headers={"x-should-retry": "false"}
+        )
+
+    @app.exception_handler(BlobNotFound)
+    async def _blob(_: Request, exc: BlobNotFound) -> JSONResponse:
+        # A file removed between the row read and the file read: the video was deleted meanwhile.
+        return envelope(
+            404, "The requested content no longer exists.", code="not_found", headers={"x-should-retry": "false"}
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

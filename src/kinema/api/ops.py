@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Iterator
 
 from fastapi import APIRouter, Response
@@ -16,6 +18,7 @@ from kinema.container import Container
 from kinema.db.models import VideoRow
 
 router = APIRouter(tags=["operations"])
+log = logging.getLogger(__name__)
 STATUSES = ("queued", "in_progress", "completed", "failed")
 
 
@@ -31,11 +34,16 @@ def readyz(container: ContainerDep) -> dict[str, str] | Response:
     try:
         with container.sessions() as s:
             s.execute(text("SELECT 1"))
-        probe = "health/readyz-probe"
+    except Exception:
+        log.exception("readiness: database check failed")
+        return envelope(503, "Not ready: the database does not answer.", type="server_error", code="not_ready")
+    probe = f"health/{uuid.uuid4().hex}"
+    try:
         container.blobs.put(probe, b"ok")
-        container.blobs.delete_prefix("health")
-    except Exception as exc:
-        return envelope(503, f"Not ready: {type(exc).__name__}: {exc}", type="server_error", code="not_ready")
+        container.blobs.delete(probe)
+    except Exception:
+        log.exception("readiness: blob store check failed")
+        return envelope(503, "Not ready: the blob store is not writable.", type="server_error", code="not_ready")
     return {"status": "ready"}
 
 

@@ -28,6 +28,9 @@ class BlobStore(Protocol):
     def exists(self, key: str) -> bool:
         """Whether a blob is stored under ``key``."""
 
+    def delete(self, key: str) -> bool:
+        """Delete one blob; False if there was none."""
+
     def delete_prefix(self, prefix: str) -> int:
         """Delete every blob whose key starts with ``prefix/``; return how many were removed."""
 

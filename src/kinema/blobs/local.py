@@ -36,6 +36,7 @@ class LocalBlobStore:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
+            _fsync_dir(path.parent)  # so the rename itself survives a power cut
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -62,6 +63,13 @@ class LocalBlobStore:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def delete(self, key: str) -> bool:
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
     def delete_prefix(self, prefix: str) -> int:
         folder = self._path(prefix)
         if not folder.exists():
@@ -79,6 +87,14 @@ class LocalBlobStore:
             for p in folder.rglob("*")
             if p.is_file() and not p.name.startswith(".tmp-")
         )
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _read_chunks(fh: object, chunk_size: int) -> Iterator[bytes]:

@@ -61,6 +61,22 @@ class VideoRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (
-        Index("ix_videos_owner_created", "owner_id", "created_at", "id"),
+        Index("ix_videos_owner_id_id", "owner_id", "id"),
         Index("ix_videos_status_created", "status", "created_at"),
     )
+
+
+class ModerationRefusalRow(Base):
+    """A prompt refused by the moderation policy. The prompt itself is kept only when the category's
+    policy allows it; otherwise only its SHA-256, so the record can be counted and matched, not read."""
+
+    __tablename__ = "moderation_refusals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    owner_id: Mapped[str] = mapped_column(String(128), index=True)
+    action: Mapped[str] = mapped_column(String(16))  # create | remix | edit | extend
+    category: Mapped[str] = mapped_column(String(64), index=True)
+    policy_version: Mapped[str] = mapped_column(String(64))
+    prompt_sha256: Mapped[str] = mapped_column(String(64))
+    prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, index=True)

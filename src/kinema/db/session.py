@@ -7,7 +7,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -46,5 +46,9 @@ def upgrade_to_head(engine: Engine) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # Several processes starting at once on a fresh database: one migrates, the others wait
+            # (the lock is released when this transaction ends), then find nothing left to do.
+            conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")

@@ -39,7 +39,15 @@ class _Limits:
     max_seconds: float
 
 
-def decode_video(data: bytes, *, max_bytes: int, max_pixels: int, max_frames: int, max_seconds: float) -> DecodedVideo:
+def decode_video(
+    data: bytes,
+    *,
+    max_bytes: int,
+    max_pixels: int,
+    max_frames: int,
+    max_seconds: float,
+    max_total_pixels: int | None = None,
+) -> DecodedVideo:
     """Decode an uploaded video's single video stream to RGB frames, or raise ``MediaError``.
 
     Checks, each before the work it protects:
@@ -55,6 +63,9 @@ def decode_video(data: bytes, *, max_bytes: int, max_pixels: int, max_frames: in
        ``max_seconds``; then enforced while decoding, which stops at the first frame past
        either limit (frame ``max_frames + 1``, or a frame starting ``max_seconds`` or more
        after the first) -> ``video_too_long``. At most ``max_frames`` frames are converted.
+       With ``max_total_pixels``, ``max_frames`` is first lowered to what fits in that many decoded
+       pixels at the header's frame size: a small, highly compressed 4K clip cannot decode into
+       tens of gigabytes of RGB.
     6. Anything FFmpeg cannot parse or decode, or no frames at all -> ``corrupt_media``.
 
     Display rotation metadata (portrait phone videos) is applied, so frames come out upright.
@@ -70,7 +81,11 @@ def decode_video(data: bytes, *, max_bytes: int, max_pixels: int, max_frames: in
         with _open(data, demuxer) as container:
             stream = _single_video_stream(container)
             _check_codec(stream)
-            _check_frame_size(stream.codec_context.width, stream.codec_context.height, max_pixels)
+            width, height = stream.codec_context.width, stream.codec_context.height
+            _check_frame_size(width, height, max_pixels)
+            if max_total_pixels is not None and width * height > 0:
+                fits = max(1, max_total_pixels // (width * height))
+                limits = _Limits(max_pixels=max_pixels, max_frames=min(max_frames, fits), max_seconds=max_seconds)
             _check_declared_length(stream, limits)
             frames = _stack(_decoded_frames(container, stream, limits))
             return DecodedVideo(frames=frames, fps=_frame_rate(stream))

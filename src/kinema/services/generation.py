@@ -117,9 +117,13 @@ class GenerationRunner:
         lease = ctx.lease
         prefix = f"{output_prefix(row.id)}/{lease.token}"
         outputs = Outputs(f"{prefix}/video.mp4", f"{prefix}/thumbnail.webp", f"{prefix}/spritesheet.jpg")
-        self._blobs.put(outputs.video_key, mp4)
-        self._blobs.put(outputs.thumbnail_key, thumbnail)
-        self._blobs.put(outputs.spritesheet_key, spritesheet)
+        try:
+            self._blobs.put(outputs.video_key, mp4)
+            self._blobs.put(outputs.thumbnail_key, thumbnail)
+            self._blobs.put(outputs.spritesheet_key, spritesheet)
+        except BaseException:
+            self._blobs.delete_prefix(prefix)  # no half-written attempt left behind
+            raise
         if self._queue.complete(lease, outputs):
             for key in self._blobs.list_prefix(output_prefix(row.id)):
                 if not key.startswith(prefix + "/"):

@@ -8,15 +8,15 @@ decoded and checked before any blob or row is written, and the row is inserted l
 from __future__ import annotations
 
 import io
+import re
 import secrets
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from kinema.blobs import BlobStore
@@ -53,6 +53,7 @@ class UploadLimits:
     max_video_pixels: int
     max_video_frames: int
     max_video_seconds: float
+    max_video_total_pixels: int = 300_000_000
     max_inference_steps: int = 100
     max_prompt_chars: int = 4000
 
@@ -65,9 +66,16 @@ class Page:
     has_more: bool
 
 
+VIDEO_ID = re.compile(r"^video_[0-9a-f]{32}$")
+
+
 def new_video_id() -> str:
-    """An opaque id shaped like the hosted API's (``video_`` + 32 hex digits)."""
-    return f"video_{uuid.uuid4().hex}"
+    """``video_`` + 32 hex digits: 48 bits of milliseconds since the epoch, then 80 random bits.
+
+    UUIDv7's layout: ids sort by creation time, so a list page can continue after an id even when that
+    video has since been deleted, and the id reveals nothing but when it was made.
+    """
+    return f"video_{int(time.time() * 1000):012x}{secrets.token_hex(10)}"
 
 
 def input_prefix(video_id: str) -> str:
@@ -125,6 +133,12 @@ class VideoService:
         video_id = new_video_id()
         plan = Plan(src.width, src.height, src.num_frames, src.fps, src.seconds)
         if options.fps is not None and options.fps != src.fps:
+            if src.params.get("stitch"):
+                raise InvalidRequest(
+                    "fps cannot be changed when remixing an extension: its length includes the source clip.",
+                    param="fps",
+                    code="unsupported_value",
+                )
             plan = self._plan(spec, src.size, src.params.get("requested_seconds", src.seconds), options)
         params = self._params(spec, options, src.params)
         row = self._row(video_id, owner_id, "remix", src.task, spec, prompt, plan, params)
@@ -171,7 +185,9 @@ class VideoService:
     # -- read / manage ---------------------------------------------------------------------------
 
     def get(self, owner_id: str, video_id: str) -> VideoRow:
-        """The caller's video, or :class:`NotFound` (also for another owner's video)."""
+        """The caller's video, or :class:`NotFound` (also for another owner's video, or a malformed id)."""
+        if not VIDEO_ID.match(video_id):
+            raise NotFound("video", video_id[:80].replace("\x00", ""))
         with self._sessions() as s:
             row = s.scalar(select(VideoRow).where(VideoRow.id == video_id, VideoRow.owner_id == owner_id))
         if row is None:
@@ -179,25 +195,16 @@ class VideoService:
         return row
 
     def list(self, owner_id: str, *, after: str | None, limit: int, order: str) -> Page:
-        """The caller's videos by creation time; ``after`` continues from a previous page's last id."""
+        """The caller's videos by creation time (ids sort by it); ``after`` continues from a page's last id."""
         desc = order == "desc"
         stmt = select(VideoRow).where(VideoRow.owner_id == owner_id)
         if after:
-            with self._sessions() as s:
-                anchor = s.execute(
-                    select(VideoRow.created_at, VideoRow.id).where(VideoRow.id == after, VideoRow.owner_id == owner_id)
-                ).first()
-            if anchor is None:
-                raise InvalidRequest(f"No video found with id '{after}' to list after.", param="after")
-            c, i = anchor
-            if desc:
-                cond = or_(VideoRow.created_at < c, and_(VideoRow.created_at == c, VideoRow.id < i))
-            else:
-                cond = or_(VideoRow.created_at > c, and_(VideoRow.created_at == c, VideoRow.id > i))
-            stmt = stmt.where(cond)
-        keys = (VideoRow.created_at.desc(), VideoRow.id.desc()) if desc else (VideoRow.created_at, VideoRow.id)
+            if not VIDEO_ID.match(after):
+                raise InvalidRequest("'after' must be a video id (video_ + 32 hex digits).", param="after")
+            stmt = stmt.where(VideoRow.id < after if desc else VideoRow.id > after)
+        key = VideoRow.id.desc() if desc else VideoRow.id
         with self._sessions() as s:
-            rows = list(s.scalars(stmt.order_by(*keys).limit(limit + 1)))
+            rows = list(s.scalars(stmt.order_by(key).limit(limit + 1)))
         return Page(rows[:limit], len(rows) > limit)
 
     def cancel(self, owner_id: str, video_id: str) -> VideoRow:
@@ -398,6 +405,7 @@ class VideoService:
                 max_pixels=lim.max_video_pixels,
                 max_frames=lim.max_video_frames,
                 max_seconds=lim.max_video_seconds,
+                max_total_pixels=lim.max_video_total_pixels,
             )
         except MediaError as exc:
             raise _media_error(exc, "video") from None

@@ -18,6 +18,14 @@ from kinema.services.options import GenerationOptions
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        # PostgreSQL text cannot hold NUL; refuse it here rather than fail at the database.
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
 
 class Extras(_Strict):
     """Kinema-only knobs; each defaults to the model's own value."""

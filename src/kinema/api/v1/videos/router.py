@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from kinema.api.deps import ContainerDep, CurrentPrincipal, VideoServiceDep
 from kinema.api.v1.videos import serving
@@ -46,7 +47,7 @@ async def create_video(
     body, uploads = await serving.read(
         request, CreateVideoBody, frozenset({"input_reference"}), container.settings.max_upload_bytes
     )
-    return Video.from_row(videos.create(principal.id, serving.create_request(body, uploads)))
+    return Video.from_row(await run_in_threadpool(videos.create, principal.id, serving.create_request(body, uploads)))
 
 
 @router.get("", response_model=VideoList)
@@ -71,7 +72,7 @@ async def edit_video(
 ) -> Video:
     """Queue a video-to-video edit of a completed video or an uploaded clip."""
     body, uploads = await serving.read(request, EditBody, frozenset({"video"}), container.settings.max_upload_bytes)
-    return Video.from_row(videos.edit(principal.id, serving.edit_request(body, uploads)))
+    return Video.from_row(await run_in_threadpool(videos.edit, principal.id, serving.edit_request(body, uploads)))
 
 
 @router.post("/extensions", response_model=Video, openapi_extra=_body_doc(ExtendBody, ("video",)))
@@ -80,7 +81,7 @@ async def extend_video(
 ) -> Video:
     """Queue an extension that continues a clip from its last frame."""
     body, uploads = await serving.read(request, ExtendBody, frozenset({"video"}), container.settings.max_upload_bytes)
-    return Video.from_row(videos.extend(principal.id, serving.extend_request(body, uploads)))
+    return Video.from_row(await run_in_threadpool(videos.extend, principal.id, serving.extend_request(body, uploads)))
 
 
 @router.get("/{video_id}", response_model=Video)
@@ -115,11 +116,12 @@ def download_content(
     key = videos.content_key(principal.id, video_id, variant)
     blobs = container.blobs
     ext = {"video": "mp4", "thumbnail": "webp", "spritesheet": "jpg"}[variant]
+    size = blobs.size(key)  # before opening, so a deletion in between cannot leave a file handle open
     return StreamingResponse(
         blobs.iter_chunks(key),
         media_type=MEDIA_TYPES[variant],
         headers={
-            "Content-Length": str(blobs.size(key)),
+            "Content-Length": str(size),
             "Content-Disposition": f'attachment; filename="{video_id}.{ext}"',
         },
     )
@@ -131,7 +133,7 @@ async def remix_video(
 ) -> Video:
     """Queue the same settings as a completed video with a new prompt."""
     body, _ = await serving.read(request, RemixBody, frozenset(), container.settings.max_upload_bytes)
-    return Video.from_row(videos.remix(principal.id, video_id, body.prompt, body.options()))
+    return Video.from_row(await run_in_threadpool(videos.remix, principal.id, video_id, body.prompt, body.options()))
 
 
 @router.post("/{video_id}/cancel", response_model=Video)

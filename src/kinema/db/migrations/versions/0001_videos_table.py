@@ -56,7 +56,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("videos", schema=None) as batch_op:
-        batch_op.create_index("ix_videos_owner_created", ["owner_id", "created_at", "id"], unique=False)
+        batch_op.create_index("ix_videos_owner_id_id", ["owner_id", "id"], unique=False)
         batch_op.create_index(batch_op.f("ix_videos_owner_id"), ["owner_id"], unique=False)
         batch_op.create_index("ix_videos_status_created", ["status", "created_at"], unique=False)
 
@@ -68,7 +68,7 @@ def downgrade() -> None:
     with op.batch_alter_table("videos", schema=None) as batch_op:
         batch_op.drop_index("ix_videos_status_created")
         batch_op.drop_index(batch_op.f("ix_videos_owner_id"))
-        batch_op.drop_index("ix_videos_owner_created")
+        batch_op.drop_index("ix_videos_owner_id_id")
 
     op.drop_table("videos")
     # ### end Alembic commands ###

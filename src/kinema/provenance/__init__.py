@@ -1,0 +1,1 @@
+"""Provenance of the media Kinema generates: what made it, verifiably."""
