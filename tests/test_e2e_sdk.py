@@ -167,3 +167,9 @@ def test_wrong_token_and_ops_endpoints(tmp_path: Path, kinema_server) -> None:  
     assert "kinema_job_seconds_count" in metrics
     docs = httpx.get(f"{server.base_url}/openapi.json").json()
     assert "/v1/videos" in docs["paths"] and "/v1/videos/{video_id}/cancel" in docs["paths"]
+
+
+def test_benign_prompt_with_a_blocked_word_inside_another_passes(tmp_path: Path, kinema_server) -> None:  # type: ignore[no-untyped-def]
+    server = kinema_server(f"sqlite:///{tmp_path / 'k.db'}", workers=0)
+    video = client_for(server.base_url).videos.create(prompt="Al Gore gives a talk in a glass classroom")
+    assert video.status == "queued"

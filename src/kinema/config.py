@@ -90,6 +90,11 @@ class Settings(BaseSettings):
         "bounds the memory an upload can take (300 M pixels is about 0.9 GB of RGB).",
     )
     max_prompt_chars: int = Field(4000, description="Longest accepted prompt.")
+    moderation_policy: Path | None = Field(
+        None,
+        description="Moderation policy file (TOML: categories of terms, patterns, exceptions). "
+        "Default: the packaged starter policy `kinema/moderation/default_policy.toml`.",
+    )
     max_inference_steps: int = Field(100, description="Highest `num_inference_steps` a request may ask for.")
 
     @classmethod

@@ -19,10 +19,13 @@ from kinema.config import Settings
 from kinema.db.session import make_engine, make_session_factory, upgrade_to_head
 from kinema.engine.registry import ModelRegistry, builtin_specs
 from kinema.engine.runtime import Engine
+from kinema.moderation.checker import Moderator
+from kinema.moderation.policy import load_policy
 from kinema.queue.store import JobQueue
 from kinema.queue.worker import Wakeup, Worker
 from kinema.services.auth import Authenticator, StaticTokenAuthenticator
 from kinema.services.generation import GenerationRunner
+from kinema.services.moderation import PromptGuard
 from kinema.services.videos import UploadLimits, VideoService
 
 log = logging.getLogger(__name__)
@@ -84,7 +87,9 @@ class Container:
             max_prompt_chars=settings.max_prompt_chars,
         )
         wakeup = Wakeup()
-        videos = VideoService(sessions, blobs, registry, limits, on_enqueue=wakeup.notify)
+        policy = load_policy(settings.moderation_policy)  # a broken policy file stops the start here
+        guard = PromptGuard(sessions, policy, Moderator(policy))
+        videos = VideoService(sessions, blobs, registry, limits, guard, on_enqueue=wakeup.notify)
         runner = GenerationRunner(sessions, queue, blobs, registry, engine)
         auth = StaticTokenAuthenticator(settings.api_token.get_secret_value(), settings.api_token_owner)
         return cls(settings, db, sessions, blobs, registry, engine, queue, videos, runner, auth, wakeup)

@@ -8,14 +8,14 @@ from collections.abc import Iterator
 
 from fastapi import APIRouter, Response
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric, SummaryMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
 
 from kinema.api.deps import ContainerDep
 from kinema.api.errors import envelope
 from kinema.container import Container
-from kinema.db.models import VideoRow
+from kinema.db.models import ModerationRefusalRow, VideoRow
 
 router = APIRouter(tags=["operations"])
 log = logging.getLogger(__name__)
@@ -60,11 +60,22 @@ class QueueCollector:
             done = VideoRow.status == "completed"
             took = VideoRow.completed_at - VideoRow.started_at
             n, total = s.execute(select(func.count(), func.coalesce(func.sum(took), 0.0)).where(done)).one()
+            refused = dict(
+                s.execute(
+                    select(ModerationRefusalRow.category, func.count()).group_by(ModerationRefusalRow.category)
+                ).all()
+            )
         jobs = GaugeMetricFamily("kinema_jobs", "Video jobs by status.", labels=["status"])
         for status in STATUSES:
             jobs.add_metric([status], counts.get(status, 0))
         yield jobs
         yield GaugeMetricFamily("kinema_queue_depth", "Jobs waiting for a worker.", value=counts.get("queued", 0))
+        refusals = CounterMetricFamily(
+            "kinema_moderation_refusals", "Prompts refused by the moderation policy.", labels=["category"]
+        )
+        for category, count in sorted(refused.items()):
+            refusals.add_metric([category], count)
+        yield refusals
         yield SummaryMetricFamily(
             "kinema_job_seconds",
             "Seconds from first claim to completion of completed jobs.",

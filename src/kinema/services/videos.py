@@ -36,6 +36,7 @@ from kinema.services.errors import (
     ServiceError,
     UnsupportedMediaType,
 )
+from kinema.services.moderation import PromptGuard
 from kinema.services.options import CreateVideo, EditVideo, ExtendVideo, GenerationOptions, VideoSource
 from kinema.services.planning import Plan
 
@@ -97,10 +98,12 @@ class VideoService:
         blobs: BlobStore,
         registry: ModelRegistry,
         limits: UploadLimits,
+        guard: PromptGuard,
         clock: Callable[[], float] = time.time,
         on_enqueue: Callable[[], None] = lambda: None,
     ) -> None:
         self._on_enqueue = on_enqueue
+        self._guard = guard
         self._sessions = sessions
         self._blobs = blobs
         self._registry = registry
@@ -111,7 +114,7 @@ class VideoService:
 
     def create(self, owner_id: str, req: CreateVideo) -> VideoRow:
         """Validate and enqueue a text-to-video (or, with an image, image-to-video) job."""
-        self._check_prompt(req.prompt)
+        self._check_prompt(owner_id, "create", req.prompt)
         spec = self._model(req.model)
         task: Task = "i2v" if req.image is not None else "t2v"
         self._require_task(spec, task, "input_reference" if task == "i2v" else "model")
@@ -127,7 +130,7 @@ class VideoService:
 
     def remix(self, owner_id: str, source_id: str, prompt: str, options: GenerationOptions) -> VideoRow:
         """Enqueue the source video's job again with a new prompt (and any given options)."""
-        self._check_prompt(prompt)
+        self._check_prompt(owner_id, "remix", prompt)
         src = self._completed(owner_id, source_id, "remix")
         spec = self._model(src.model)
         video_id = new_video_id()
@@ -154,7 +157,7 @@ class VideoService:
 
     def edit(self, owner_id: str, req: EditVideo) -> VideoRow:
         """Enqueue a video-to-video job over a completed video or an uploaded clip."""
-        self._check_prompt(req.prompt)
+        self._check_prompt(owner_id, "edit", req.prompt)
         src_row, clip, spec, (width, height) = self._with_source(owner_id, req.source, req.model, "edit", "v2v")
         seconds = _seconds_for(spec, clip.frames.shape[0] / clip.fps)
         num_frames = self._frames(spec, seconds, req.options)
@@ -164,7 +167,7 @@ class VideoService:
 
     def extend(self, owner_id: str, req: ExtendVideo) -> VideoRow:
         """Enqueue an extension: continue a clip from its last frame; ``seconds`` is the new part."""
-        self._check_prompt(req.prompt)
+        self._check_prompt(owner_id, "extend", req.prompt)
         src_row, clip, spec, (width, height) = self._with_source(owner_id, req.source, req.model, "extend", "i2v")
         new_frames = self._frames(spec, req.seconds, req.options)
         source_seconds = float(src_row.seconds) if src_row else clip.frames.shape[0] / clip.fps
@@ -267,7 +270,8 @@ class VideoService:
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _check_prompt(self, prompt: str) -> None:
+    def _check_prompt(self, owner_id: str, action: str, prompt: str) -> None:
+        """Empty, too long, or refused by the moderation policy (recorded) -> 400 naming ``prompt``."""
         if not prompt.strip():
             raise InvalidRequest("Invalid value for 'prompt': it is empty.", param="prompt", code="invalid_value")
         if len(prompt) > self._limits.max_prompt_chars:
@@ -276,6 +280,7 @@ class VideoService:
                 param="prompt",
                 code="invalid_value",
             )
+        self._guard.check(owner_id, action, prompt)
 
     def _model(self, name: str | None) -> ModelSpec:
         try:
