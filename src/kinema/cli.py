@@ -182,6 +182,55 @@ def models(markdown: bool) -> None:
             click.echo("    miniature: random weights, no meaningful video")
 
 
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def verify(file: Path, as_json: bool) -> None:
+    """Check a file's C2PA manifest and watermark against this deployment (operators see the job)."""
+    import json
+
+    from kinema.api.v1.provenance.protocol import Verification
+    from kinema.container import Container
+
+    container = Container.from_settings(_settings())
+    try:
+        result = container.verification.verify(file.read_bytes(), owner_id=None, operator=True)
+    except Exception as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        container.close()
+    view = Verification.from_result(result)
+    if as_json:
+        click.echo(json.dumps(view.model_dump(), indent=2))
+        return
+    c, w = view.c2pa, view.watermark
+    click.echo(f"C2PA:      {c.state}" + (f" (model {c.model})" if c.model else ""))
+    found = f"found, confidence {w.confidence:.2f}" if w.found else "not found"
+    click.echo(f"watermark: {found}" + (" (this deployment)" if w.this_deployment else ""))
+    click.echo(f"job:       {view.video_id or 'not traced to a job of this deployment'}")
+
+
+@main.group()
+def provenance() -> None:
+    """The deployment's signing identity."""
+
+
+@provenance.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file.")
+def anchor(output: Path | None) -> None:
+    """Print the trust anchor (CA certificate, PEM) that others import to verify this deployment's files."""
+    from kinema.container import build_provenance
+
+    pem = build_provenance(_settings()).anchor_pem()
+    if pem is None:
+        raise click.ClickException("the configured signing chain has no self-signed root to export")
+    if output:
+        output.write_bytes(pem)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(pem.decode(), nl=False)
+
+
 def models_markdown(registry: Any) -> str:
     """A Markdown table of every model's tasks, native sizes, accepted sizes and seconds -> frames."""
     rows = [

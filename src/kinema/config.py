@@ -90,6 +90,25 @@ class Settings(BaseSettings):
         "bounds the memory an upload can take (300 M pixels is about 0.9 GB of RGB).",
     )
     max_prompt_chars: int = Field(4000, description="Longest accepted prompt.")
+    provenance_dir: Path | None = Field(
+        None,
+        description="Signing CA, certificate and key (created at first start, keys 0600) and the secret "
+        "behind opaque job references. Default `<data_dir>/provenance`.",
+    )
+    signing_chain: Path | None = Field(
+        None, description="PEM chain (leaf first) to sign C2PA manifests with, instead of the local CA."
+    )
+    signing_key: Path | None = Field(None, description="PEM private key of `signing_chain`'s leaf.")
+    signing_anchor: Path | None = Field(
+        None, description="PEM trust anchor of `signing_chain` (default: its last certificate if self-signed)."
+    )
+    signing_alg: str = Field("es256", description="C2PA signing algorithm of `signing_key` (es256, ps256, ed25519...).")
+    deployment_id: int | None = Field(
+        None, ge=0, lt=65536, description="16-bit id in every watermark. Default: derived from the trust anchor."
+    )
+    visible_label: str | None = Field(
+        None, description='Text drawn in the corner of every output frame, e.g. "AI-generated". Default: none.'
+    )
     moderation_policy: Path | None = Field(
         None,
         description="Moderation policy file (TOML: categories of terms, patterns, exceptions). "
@@ -144,6 +163,11 @@ class Settings(BaseSettings):
     def resolved_blob_dir(self) -> Path:
         """Where blobs live."""
         return self.blob_dir or self.data_dir / "blobs"
+
+    @property
+    def resolved_provenance_dir(self) -> Path:
+        """Where the signing identity and job-reference secret live."""
+        return self.provenance_dir or self.data_dir / "provenance"
 
     @property
     def resolved_models_dir(self) -> Path:

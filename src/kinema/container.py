@@ -26,6 +26,8 @@ from kinema.queue.worker import Wakeup, Worker
 from kinema.services.auth import Authenticator, StaticTokenAuthenticator
 from kinema.services.generation import GenerationRunner
 from kinema.services.moderation import PromptGuard
+from kinema.services.provenance import ProvenanceService
+from kinema.services.verification import VerificationService
 from kinema.services.videos import UploadLimits, VideoService
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,18 @@ def build_registry(settings: Settings) -> ModelRegistry:
         wanted = set(settings.enabled_models) | {settings.default_model}
         specs = [s for s in specs if s.name in wanted]
     return ModelRegistry(specs, aliases=settings.resolved_aliases(), default=settings.default_model)
+
+
+def build_provenance(settings: Settings) -> ProvenanceService:
+    """The deployment's signing identity and watermark id (a local CA is created at first start)."""
+    return ProvenanceService.from_folder(
+        settings.resolved_provenance_dir,
+        chain=settings.signing_chain,
+        key=settings.signing_key,
+        anchor=settings.signing_anchor,
+        alg=settings.signing_alg,
+        deployment_id=settings.deployment_id,
+    )
 
 
 @dataclass
@@ -54,6 +68,8 @@ class Container:
     videos: VideoService
     runner: GenerationRunner
     authenticator: Authenticator
+    provenance: ProvenanceService
+    verification: VerificationService
     wakeup: Wakeup = field(default_factory=Wakeup)
     metrics: Any = None  # prometheus CollectorRegistry, set by create_app
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -90,9 +106,27 @@ class Container:
         policy = load_policy(settings.moderation_policy)  # a broken policy file stops the start here
         guard = PromptGuard(sessions, policy, Moderator(policy))
         videos = VideoService(sessions, blobs, registry, limits, guard, on_enqueue=wakeup.notify)
-        runner = GenerationRunner(sessions, queue, blobs, registry, engine)
+        provenance = build_provenance(settings)
+        runner = GenerationRunner(
+            sessions, queue, blobs, registry, engine, provenance, visible_label=settings.visible_label
+        )
         auth = StaticTokenAuthenticator(settings.api_token.get_secret_value(), settings.api_token_owner)
-        return cls(settings, db, sessions, blobs, registry, engine, queue, videos, runner, auth, wakeup)
+        verification = VerificationService(sessions, provenance, settings.max_upload_bytes)
+        return cls(
+            settings,
+            db,
+            sessions,
+            blobs,
+            registry,
+            engine,
+            queue,
+            videos,
+            runner,
+            auth,
+            provenance,
+            verification,
+            wakeup,
+        )
 
     def make_worker(self, worker_id: str | None = None) -> Worker:
         """A worker bound to this process's queue and runner."""

@@ -87,3 +87,22 @@ def test_stored_input_image_is_pixels_only(container: Container) -> None:
     assert row.input_image_key is not None
     stored = container.blobs.get(row.input_image_key)
     assert stored.startswith(b"\x89PNG") and b"SecretCam" not in stored
+
+
+def test_verification_names_the_video_only_to_its_owner(container: Container) -> None:
+    from kinema.media.encode import encode_mp4
+    from kinema.queue.store import Lease, Outputs
+
+    row = container.videos.create("alice", CreateVideo(prompt="p", seconds="1"))
+    marks = container.provenance.marks(row.id)
+    frames = container.provenance.watermark(np.full((9, 64, 96, 3), 128, np.uint8), marks)
+    mp4 = container.provenance.sign(encode_mp4(frames, 8), "video/mp4", model="tiny-wan", marks=marks, created_at=0.0)
+    lease = container.queue.claim("w")
+    assert lease is not None and lease.video_id == row.id
+    assert container.queue.complete(lease, Outputs("a", "b", "c", marks.job_ref, marks.watermark_tag))
+
+    for_alice = container.verification.verify(mp4, owner_id="alice")
+    for_bob = container.verification.verify(mp4, owner_id="bob")
+    assert for_alice.video_id == row.id and for_alice.verification.c2pa.state == "trusted"
+    assert for_bob.video_id is None and for_bob.traced  # bob learns it was made here, not which video
+    assert isinstance(lease, Lease)

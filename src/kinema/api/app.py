@@ -11,6 +11,7 @@ from kinema import __version__
 from kinema.api import ops
 from kinema.api.body import body_limit
 from kinema.api.errors import install_error_handlers
+from kinema.api.v1.provenance.router import router as provenance_router
 from kinema.api.v1.videos.router import router as videos_router
 from kinema.container import Container
 
@@ -39,4 +40,5 @@ def create_app(container: Container, *, workers: int = 0) -> FastAPI:
     install_error_handlers(app)
     app.include_router(ops.router)
     app.include_router(videos_router)
+    app.include_router(provenance_router)
     return app

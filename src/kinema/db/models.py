@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -48,6 +48,9 @@ class VideoRow(Base):
     video_key: Mapped[str | None] = mapped_column(String(256), nullable=True)
     thumbnail_key: Mapped[str | None] = mapped_column(String(256), nullable=True)
     spritesheet_key: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    # Provenance: the opaque job reference in the C2PA manifest, and the 32-bit tag in the watermark.
+    provenance_ref: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    watermark_tag: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
 
     created_at: Mapped[float] = mapped_column(Float)
     started_at: Mapped[float | None] = mapped_column(Float, nullable=True)

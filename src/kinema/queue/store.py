@@ -38,6 +38,8 @@ class Outputs:
     video_key: str
     thumbnail_key: str
     spritesheet_key: str
+    provenance_ref: str | None = None
+    watermark_tag: int | None = None
 
 
 class JobQueue:
@@ -195,6 +197,8 @@ class JobQueue:
                         video_key=outputs.video_key,
                         thumbnail_key=outputs.thumbnail_key,
                         spritesheet_key=outputs.spritesheet_key,
+                        provenance_ref=outputs.provenance_ref,
+                        watermark_tag=outputs.watermark_tag,
                         lease_owner=None,
                         lease_expires_at=None,
                     ),

@@ -7,6 +7,7 @@ and it then removes any other attempt's leftovers. An attempt that lost its leas
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import time
@@ -23,10 +24,12 @@ from kinema.engine.base import Cancelled, GenerationRequest, ModelNotAvailable
 from kinema.engine.registry import ModelRegistry, UnknownModel
 from kinema.engine.runtime import Engine
 from kinema.media.encode import encode_mp4
+from kinema.media.label import add_label
 from kinema.media.previews import make_spritesheet, make_thumbnail
 from kinema.media.video_decode import read_mp4
 from kinema.queue.store import JobQueue, Outputs
 from kinema.queue.worker import JobContext
+from kinema.services.provenance import Marks, ProvenanceService
 from kinema.services.videos import output_prefix
 
 log = logging.getLogger(__name__)
@@ -51,12 +54,17 @@ class GenerationRunner:
         blobs: BlobStore,
         registry: ModelRegistry,
         engine: Engine,
+        provenance: ProvenanceService,
+        *,
+        visible_label: str | None = None,
     ) -> None:
         self._sessions = sessions
         self._queue = queue
         self._blobs = blobs
         self._registry = registry
         self._engine = engine
+        self._provenance = provenance
+        self._label = visible_label
 
     def run(self, ctx: JobContext) -> None:
         """Run the job held by ``ctx.lease`` to completion or a recorded failure."""
@@ -96,14 +104,20 @@ class GenerationRunner:
         if inputs.prefix_frames is not None:
             # The new segment starts on the source's last frame: keep that frame once.
             frames = np.concatenate([inputs.prefix_frames, frames[1:]], axis=0)
-        mp4 = encode_mp4(frames, row.fps)
-        thumbnail = make_thumbnail(frames)
-        spritesheet = make_spritesheet(frames)
+        if self._label:
+            frames = add_label(frames, self._label)
+        marks = self._provenance.marks(row.id)
+        frames = self._provenance.watermark(frames, marks)
+        created = time.time()
+        sign = functools.partial(self._provenance.sign, model=row.model, marks=marks, created_at=created)
+        mp4 = sign(encode_mp4(frames, row.fps), "video/mp4")
+        thumbnail = sign(make_thumbnail(frames), "image/webp")
+        spritesheet = sign(make_spritesheet(frames), "image/jpeg")
         ctx.progress(95)
         if ctx.should_stop():
             raise Cancelled()
         t3 = time.perf_counter()
-        self._publish(row, ctx, mp4, thumbnail, spritesheet)
+        self._publish(row, ctx, marks, mp4, thumbnail, spritesheet)
         log.info(
             "video %s: inputs+load %.3fs, model %.3fs, media %.3fs, publish %.3fs",
             row.id,
@@ -113,10 +127,18 @@ class GenerationRunner:
             time.perf_counter() - t3,
         )
 
-    def _publish(self, row: VideoRow, ctx: JobContext, mp4: bytes, thumbnail: bytes, spritesheet: bytes) -> None:
+    def _publish(
+        self, row: VideoRow, ctx: JobContext, marks: Marks, mp4: bytes, thumbnail: bytes, spritesheet: bytes
+    ) -> None:
         lease = ctx.lease
         prefix = f"{output_prefix(row.id)}/{lease.token}"
-        outputs = Outputs(f"{prefix}/video.mp4", f"{prefix}/thumbnail.webp", f"{prefix}/spritesheet.jpg")
+        outputs = Outputs(
+            f"{prefix}/video.mp4",
+            f"{prefix}/thumbnail.webp",
+            f"{prefix}/spritesheet.jpg",
+            provenance_ref=marks.job_ref,
+            watermark_tag=marks.watermark_tag,
+        )
         try:
             self._blobs.put(outputs.video_key, mp4)
             self._blobs.put(outputs.thumbnail_key, thumbnail)

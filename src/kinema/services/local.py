@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from pathlib import Path
 
 from PIL import ImageOps
 from tqdm import tqdm
 
 from kinema.config import Settings
-from kinema.container import build_registry
+from kinema.container import build_provenance, build_registry
 from kinema.engine.base import GenerationRequest, Task
 from kinema.engine.runtime import Engine
 from kinema.media.encode import encode_mp4
@@ -69,7 +71,14 @@ def generate_locally(
             bar.update(done - bar.n)
 
         result = backend.generate(request, progress, lambda: False)
-    output.write_bytes(encode_mp4(result.frames, result.fps))
+    # Local outputs carry the same provenance as the service's: watermark and signed manifest.
+    provenance = build_provenance(settings)
+    marks = provenance.marks(f"local_{uuid.uuid4().hex}")
+    frames = provenance.watermark(result.frames, marks)
+    mp4 = provenance.sign(
+        encode_mp4(frames, result.fps), "video/mp4", model=spec.name, marks=marks, created_at=time.time()
+    )
+    output.write_bytes(mp4)
     t, h, w, _ = result.frames.shape
     return f"{t} frames, {w}x{h}, {result.fps} fps, model {spec.name}"
 
