@@ -173,3 +173,14 @@ def test_benign_prompt_with_a_blocked_word_inside_another_passes(tmp_path: Path,
     server = kinema_server(f"sqlite:///{tmp_path / 'k.db'}", workers=0)
     video = client_for(server.base_url).videos.create(prompt="Al Gore gives a talk in a glass classroom")
     assert video.status == "queued"
+
+
+def test_not_ready_is_a_409_without_sdk_retries(tmp_path: Path, kinema_server) -> None:  # type: ignore[no-untyped-def]
+    server = kinema_server(f"sqlite:///{tmp_path / 'k.db'}", workers=0)
+    client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=TOKEN)  # default retries: 2
+    video = client.videos.create(prompt="waits", seconds="1")
+    with pytest.raises(openai.ConflictError) as err:
+        client.videos.download_content(video.id)
+    assert err.value.code == "video_not_ready"
+    log = server.output()
+    assert log.count(f"GET /v1/videos/{video.id}/content") == 1  # refused once, not retried

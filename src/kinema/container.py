@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import Engine as DbEngine
 from sqlalchemy.orm import Session, sessionmaker
 
+from kinema.audit.checkpoint import CheckpointSigner
+from kinema.audit.log import AuditLog
 from kinema.blobs import BlobStore, LocalBlobStore
 from kinema.config import Settings
 from kinema.db.session import make_engine, make_session_factory, upgrade_to_head
@@ -70,6 +72,7 @@ class Container:
     authenticator: Authenticator
     provenance: ProvenanceService
     verification: VerificationService
+    audit: AuditLog
     wakeup: Wakeup = field(default_factory=Wakeup)
     metrics: Any = None  # prometheus CollectorRegistry, set by create_app
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -103,9 +106,10 @@ class Container:
             max_prompt_chars=settings.max_prompt_chars,
         )
         wakeup = Wakeup()
+        audit = AuditLog(sessions, CheckpointSigner.load_or_create(settings.data_dir / "audit" / "audit-signing.key"))
         policy = load_policy(settings.moderation_policy)  # a broken policy file stops the start here
-        guard = PromptGuard(sessions, policy, Moderator(policy))
-        videos = VideoService(sessions, blobs, registry, limits, guard, on_enqueue=wakeup.notify)
+        guard = PromptGuard(sessions, policy, Moderator(policy), audit)
+        videos = VideoService(sessions, blobs, registry, limits, guard, audit, on_enqueue=wakeup.notify)
         provenance = build_provenance(settings)
         runner = GenerationRunner(
             sessions, queue, blobs, registry, engine, provenance, visible_label=settings.visible_label
@@ -125,6 +129,7 @@ class Container:
             auth,
             provenance,
             verification,
+            audit,
             wakeup,
         )
 

@@ -106,3 +106,11 @@ def test_verification_names_the_video_only_to_its_owner(container: Container) ->
     assert for_alice.video_id == row.id and for_alice.verification.c2pa.state == "trusted"
     assert for_bob.video_id is None and for_bob.traced  # bob learns it was made here, not which video
     assert isinstance(lease, Lease)
+
+
+def test_ids_increase_even_within_a_millisecond() -> None:
+    from kinema.services.videos import VIDEO_ID, new_video_id
+
+    ids = [new_video_id() for _ in range(5000)]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert all(VIDEO_ID.match(i) for i in ids)

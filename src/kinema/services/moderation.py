@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from kinema.audit.log import AuditLog
 from kinema.db.models import ModerationRefusalRow
 from kinema.moderation.checker import Moderator
 from kinema.moderation.policy import Policy
@@ -35,8 +36,10 @@ class PromptGuard:
         sessions: sessionmaker[Session],
         policy: Policy,
         moderator: Moderator,
+        audit: AuditLog,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._audit = audit
         self._sessions = sessions
         self._policy = policy
         self._moderator = moderator
@@ -49,15 +52,29 @@ class PromptGuard:
         if verdict.allowed:
             return
         category = verdict.category or "unspecified"
+        keep = self._log_prompt.get(category, False)
+        digest = hashlib.sha256(prompt.encode()).hexdigest()
         with self._sessions.begin() as s:
+            self._audit.append_in(
+                s,
+                "moderation.refuse",
+                actor=owner_id,
+                details={
+                    "action": action,
+                    "category": category,
+                    "policy_version": self._policy.version,
+                    "prompt_sha256": digest,
+                    **({"prompt": prompt} if keep else {}),
+                },
+            )
             s.add(
                 ModerationRefusalRow(
                     owner_id=owner_id,
                     action=action,
                     category=category,
                     policy_version=self._policy.version,
-                    prompt_sha256=hashlib.sha256(prompt.encode()).hexdigest(),
-                    prompt=prompt if self._log_prompt.get(category, False) else None,
+                    prompt_sha256=digest,
+                    prompt=prompt if keep else None,
                     created_at=self._clock(),
                 )
             )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import numpy as np
 from sqlalchemy import and_, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from kinema.audit.log import AuditLog
 from kinema.blobs import BlobStore
 from kinema.db.models import VideoRow
 from kinema.engine.base import Task
@@ -70,13 +72,24 @@ class Page:
 VIDEO_ID = re.compile(r"^video_[0-9a-f]{32}$")
 
 
+_id_lock = threading.Lock()
+_last_id = 0
+
+
 def new_video_id() -> str:
     """``video_`` + 32 hex digits: 48 bits of milliseconds since the epoch, then 80 random bits.
 
     UUIDv7's layout: ids sort by creation time, so a list page can continue after an id even when that
-    video has since been deleted, and the id reveals nothing but when it was made.
+    video has since been deleted, and the id reveals nothing but when it was made. Within one process
+    ids strictly increase, even inside one millisecond (the random part then counts up, as UUIDv7's
+    monotonic option does); across processes, ids made in the same millisecond sort arbitrarily.
     """
-    return f"video_{int(time.time() * 1000):012x}{secrets.token_hex(10)}"
+    global _last_id
+    candidate = (int(time.time() * 1000) << 80) | secrets.randbits(80)
+    with _id_lock:
+        _last_id = max(candidate, _last_id + 1)
+        value = _last_id
+    return f"video_{value:032x}"
 
 
 def input_prefix(video_id: str) -> str:
@@ -99,11 +112,13 @@ class VideoService:
         registry: ModelRegistry,
         limits: UploadLimits,
         guard: PromptGuard,
+        audit: AuditLog,
         clock: Callable[[], float] = time.time,
         on_enqueue: Callable[[], None] = lambda: None,
     ) -> None:
         self._on_enqueue = on_enqueue
         self._guard = guard
+        self._audit = audit
         self._sessions = sessions
         self._blobs = blobs
         self._registry = registry
@@ -246,6 +261,7 @@ class VideoService:
         self.get(owner_id, video_id)
         with self._sessions.begin() as s:
             s.execute(delete(VideoRow).where(VideoRow.id == video_id, VideoRow.owner_id == owner_id))
+            self._audit.append_in(s, "video.delete", actor=owner_id, target=video_id)
         self._blobs.delete_prefix(output_prefix(video_id))
         self._blobs.delete_prefix(input_prefix(video_id))
 
@@ -355,6 +371,18 @@ class VideoService:
                 self._blobs.put(f"{prefix}/{name}", data)
             with self._sessions.begin() as s:
                 s.add(row)
+                # The job id and its settings, never the media; the prompt lives on the row itself.
+                self._audit.append_in(
+                    s,
+                    f"video.{row.kind}",
+                    actor=row.owner_id,
+                    target=row.id,
+                    details={
+                        "model": row.model,
+                        "task": row.task,
+                        "source": row.source_video_id or row.remixed_from_video_id,
+                    },
+                )
         except BaseException:
             self._blobs.delete_prefix(prefix)
             raise
