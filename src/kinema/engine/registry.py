@@ -339,7 +339,8 @@ def builtin_specs() -> list[ModelSpec]:
                 "vace": ComponentSource("WanVACEPipeline", subdir=f"{TINY_WAN}/vace"),
             },
             fps=8,
-            sizes=_sizes((96, 64)),
+            # 96x64 is the fast default; 256x160 is big enough for the watermark to survive re-encoding.
+            sizes={**_sizes((96, 64)), "256x160": (256, 160), "160x256": (160, 256)},
             default_size="96x64",
             seconds=_seconds(8, (1, 2, 4, 8, 12)),
             default_seconds="2",
