@@ -114,3 +114,14 @@ def test_ids_increase_even_within_a_millisecond() -> None:
     ids = [new_video_id() for _ in range(5000)]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert all(VIDEO_ID.match(i) for i in ids)
+
+
+def test_verify_refuses_an_undecodable_file_as_a_client_error(container: Container) -> None:
+    from kinema.media.encode import encode_mp4
+    from kinema.services.errors import ServiceError
+
+    mp4 = encode_mp4(np.full((9, 64, 96, 3), 90, np.uint8), 8)
+    broken = mp4[:64] + b"\0" * 4000  # an MP4 header, then nothing decodable
+    with pytest.raises(ServiceError) as err:
+        container.verification.verify(broken, owner_id="alice")
+    assert 400 <= err.value.status < 500 and err.value.param == "file"

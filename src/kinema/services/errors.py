@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from kinema.media.errors import MediaError
+
 
 class ServiceError(Exception):
     """Base: a message safe to show the caller, the parameter at fault, and a machine code."""
@@ -45,3 +47,12 @@ class UnsupportedMediaType(ServiceError):
     """An upload is not an accepted format (415)."""
 
     status = 415
+
+
+def from_media_error(exc: MediaError, param: str) -> ServiceError:
+    """The API error for a refused upload: 413 too large, 415 wrong format, 400 otherwise."""
+    cls: type[ServiceError] = {
+        "file_too_large": PayloadTooLarge,
+        "unsupported_media_type": UnsupportedMediaType,
+    }.get(exc.code, InvalidRequest)
+    return cls(f"Invalid '{param}': {exc}", param=param, code=exc.code)

@@ -8,8 +8,9 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from kinema.db.models import VideoRow
+from kinema.media.errors import MediaError
 from kinema.media.sniff import sniff_image, sniff_video
-from kinema.services.errors import PayloadTooLarge, UnsupportedMediaType
+from kinema.services.errors import PayloadTooLarge, UnsupportedMediaType, from_media_error
 from kinema.services.provenance import ProvenanceService, Verification
 
 MIMES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
@@ -39,7 +40,10 @@ class VerificationService:
                 f"The file is larger than {self._max_bytes} bytes.", param="file", code="file_too_large"
             )
         mime = self._mime(data)
-        result = self._provenance.verify(data, mime)
+        try:
+            result = self._provenance.verify(data, mime)
+        except MediaError as exc:  # recognised by its header, but not decodable
+            raise from_media_error(exc, "file") from None
         row = self._trace(result)
         visible = row is not None and (operator or row.owner_id == owner_id)
         return VerifyResult(result, row.id if visible and row else None, traced=row is not None)

@@ -34,9 +34,7 @@ from kinema.services.errors import (
     Conflict,
     InvalidRequest,
     NotFound,
-    PayloadTooLarge,
-    ServiceError,
-    UnsupportedMediaType,
+    from_media_error,
 )
 from kinema.services.moderation import PromptGuard
 from kinema.services.options import CreateVideo, EditVideo, ExtendVideo, GenerationOptions, VideoSource
@@ -441,7 +439,7 @@ class VideoService:
                 max_total_pixels=lim.max_video_total_pixels,
             )
         except MediaError as exc:
-            raise _media_error(exc, "video") from None
+            raise from_media_error(exc, "video") from None
         return None, clip
 
     def _normalise_image(self, data: bytes) -> bytes:
@@ -449,19 +447,11 @@ class VideoService:
         try:
             image = decode_image(data, max_bytes=lim.max_bytes, max_pixels=lim.max_image_pixels)
         except MediaError as exc:
-            raise _media_error(exc, "input_reference") from None
+            raise from_media_error(exc, "input_reference") from None
         # Re-encoded as PNG: what is stored is pixels only, without the upload's EXIF (GPS, device).
         buf = io.BytesIO()
         image.save(buf, format="PNG")
         return buf.getvalue()
-
-
-def _media_error(exc: MediaError, param: str) -> ServiceError:
-    cls: type[ServiceError] = {
-        "file_too_large": PayloadTooLarge,
-        "unsupported_media_type": UnsupportedMediaType,
-    }.get(exc.code, InvalidRequest)
-    return cls(f"Invalid '{param}': {exc}", param=param, code=exc.code)
 
 
 def _closest_native(spec: ModelSpec, width: int, height: int) -> tuple[int, int]:
