@@ -71,7 +71,7 @@ def measure(fn: Callable[[], bytes], repeats: int) -> tuple[float, float, int]:
     return statistics.median(walls), statistics.median(cpus), size
 
 
-def _busy_ticks() -> int | None:
+def busy_ticks() -> int | None:
     """All CPUs' non-idle time so far, in clock ticks (Linux ``/proc/stat``); None elsewhere."""
     try:
         with open("/proc/stat") as stat:
@@ -83,7 +83,7 @@ def _busy_ticks() -> int | None:
 
 def others_cpu_share(busy_before: int | None, cpu_before: float, wall_before: float) -> float | None:
     """Fraction of all CPUs that *other* processes kept busy since the given marks."""
-    busy_after = _busy_ticks()
+    busy_after = busy_ticks()
     if busy_before is None or busy_after is None:
         return None
     busy = (busy_after - busy_before) / os.sysconf("SC_CLK_TCK")
@@ -100,7 +100,7 @@ def main() -> None:
     presets = list(dict.fromkeys(args.presets.split(",")))
 
     clip = realistic_clip()
-    marks = (_busy_ticks(), time.process_time(), time.perf_counter())
+    marks = (busy_ticks(), time.process_time(), time.perf_counter())
     print(f"clip: {FRAMES} frames {WIDTH}x{HEIGHT} @ {FPS} fps; {os.cpu_count()} CPUs; median of {args.repeats}")
     results: dict[str, float] = {}
     for preset in presets:

@@ -35,14 +35,14 @@ from pathlib import Path
 
 import av
 import numpy as np
-from av.video.stream import VideoStream
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
-from bench.encode import FPS, FRAMES, HEIGHT, WIDTH, realistic_clip  # noqa: E402
+from bench.encode import FPS, FRAMES, HEIGHT, WIDTH, busy_ticks, realistic_clip  # noqa: E402
+from tests.provenance.test_watermark import decode_rgb, x264  # noqa: E402  (one copy of the attack encoder)
 
 from kinema.media.encode import encode_mp4  # noqa: E402
 from kinema.provenance import watermark as wm  # noqa: E402
@@ -64,27 +64,6 @@ def smooth_clip(seed: int = 0) -> np.ndarray:
         frame = sky * (1 - 0.5 * glow) + np.array([115, 100, 60], np.float32) * glow
         clip[t] = np.clip(frame + rng.normal(0.0, 1.0, frame.shape), 0, 255).astype(np.uint8)
     return clip
-
-
-def x264(frames: np.ndarray, crf: int = 23) -> bytes:
-    """Re-encode as ffmpeg would by default: libx264, preset medium."""
-    _, height, width, _ = frames.shape
-    out = io.BytesIO()
-    with av.open(out, "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=FPS, options={"crf": str(crf), "preset": "medium"})
-        assert isinstance(stream, VideoStream)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for index, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-            frame.pts = index
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    return out.getvalue()
-
-
-def decode_rgb(data: bytes) -> np.ndarray:
-    with av.open(io.BytesIO(data), mode="r") as container:
-        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
 
 
 def half(frames: np.ndarray) -> np.ndarray:
@@ -136,15 +115,6 @@ def timed(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
 def psnr(marked: np.ndarray, original: np.ndarray) -> float:
     mse = float(np.mean((marked.astype(np.float64) - original.astype(np.float64)) ** 2))
     return 10 * np.log10(255.0**2 / mse) if mse else float("inf")
-
-
-def busy_ticks() -> int | None:
-    try:
-        with open("/proc/stat") as stat:
-            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, stat.readline().split()[1:9])
-    except (OSError, ValueError):
-        return None
-    return user + nice + system + irq + softirq + steal
 
 
 def robustness(name: str, clip: np.ndarray, marked: np.ndarray) -> list[bool]:
