@@ -25,7 +25,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 PG_ADMIN_URL = os.environ.get("KINEMA_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-TOKEN = "test-token-0123456789abcdef"
+REDIS_URL = os.environ.get("KINEMA_TEST_REDIS", "redis://127.0.0.1:6379/15")
+OWNER_EMAIL = "owner@example.com"
+PASSWORD = "correct horse battery staple"
 
 
 def _pg_reachable() -> bool:
@@ -111,7 +113,15 @@ def kinema_env(data_dir: Path, db_url: str, models_dir: Path, **extra: str) -> d
             "KINEMA_DATA_DIR": str(data_dir),
             "KINEMA_DATABASE_URL": db_url,
             "KINEMA_MODELS_DIR": str(models_dir),
-            "KINEMA_API_TOKEN": TOKEN,
+            # The minimum argon2id cost the settings accept: test logins stay fast.
+            "KINEMA_PASSWORD_HASH_MEMORY_KIB": "19456",
+            "KINEMA_PASSWORD_HASH_TIME_COST": "2",
+            "KINEMA_PASSWORD_HASH_PARALLELISM": "1",
+            # Generous limits: tests that exercise limits set their own.
+            "KINEMA_DEFAULT_REQUESTS_PER_MINUTE": "100000",
+            "KINEMA_DEFAULT_CONCURRENT_JOBS": "1000",
+            "KINEMA_DEFAULT_VIDEO_SECONDS_PER_DAY": "1000000",
+            "KINEMA_KEYGUARD_MAX_REQUESTS_PER_MINUTE": "100000",
             "KINEMA_DEFAULT_MODEL": "tiny-wan",
             "KINEMA_POLL_SECONDS": "0.05",
             "KINEMA_POLL_AFTER_MS": "100",
@@ -125,6 +135,51 @@ def kinema_env(data_dir: Path, db_url: str, models_dir: Path, **extra: str) -> d
     return env
 
 
+def provision(
+    data_dir: Path,
+    db_url: str,
+    email: str = OWNER_EMAIL,
+    *,
+    role: str = "member",
+    cohort: str = "default",
+    scopes: list[str] | None = None,
+    password: str | None = PASSWORD,
+    **key_options: object,
+) -> str:
+    """Create (or reuse) the account ``email`` in the database and return a new API key for it.
+
+    Done through the real services, as ``kinema admin create-user`` and ``kinema keys create`` do,
+    without starting a process for each.
+    """
+    from kinema.audit.checkpoint import CheckpointSigner
+    from kinema.audit.log import AuditLog
+    from kinema.db.session import make_engine, make_session_factory, upgrade_to_head
+    from kinema.services.accounts import AccountService, DefaultLimits, PasswordPolicy
+    from kinema.services.auth import MEMBER_SCOPES, role_scopes
+    from kinema.services.errors import NotFound
+    from kinema.services.keys import KeyService
+
+    engine = make_engine(db_url)
+    try:
+        upgrade_to_head(engine)
+        sessions = make_session_factory(engine)
+        audit = AuditLog(sessions, CheckpointSigner.load_or_create(data_dir / "audit" / "audit-signing.key"))
+        accounts = AccountService(
+            sessions,
+            audit,
+            passwords=PasswordPolicy(memory_kib=19456, time_cost=2, parallelism=1),
+            defaults=DefaultLimits(100000, 1000, 1e6),
+        )
+        try:
+            user = accounts.find_user(email)
+        except NotFound:
+            user = accounts.create_user(email, password, role=role, cohort=cohort, actor="test")
+        wanted = scopes if scopes is not None else sorted(role_scopes(role) if role == "admin" else MEMBER_SCOPES)
+        return KeyService(sessions, audit, accounts).create(user.id, "test", scopes=wanted, **key_options).secret  # type: ignore[arg-type]
+    finally:
+        engine.dispose()
+
+
 @dataclass
 class Proc:
     """A running kinema subprocess and where its output goes."""
@@ -133,6 +188,9 @@ class Proc:
     log: Path
     base_url: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    api_key: str = ""  # a member's key, made by start_server
+    data_dir: Path | None = None
+    db_url: str = ""
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
         if self.popen.poll() is None:
@@ -159,8 +217,10 @@ def start_server(data_dir: Path, db_url: str, models_dir: Path, *, workers: int 
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = kinema_env(data_dir, db_url, models_dir, KINEMA_PORT=str(port), KINEMA_WORKERS=str(workers), **extra)
+    api_key = provision(data_dir, db_url)
     proc = start_kinema(["serve"], env, data_dir / f"serve-{port}.log")
     proc.base_url = f"http://127.0.0.1:{port}"
+    proc.api_key, proc.data_dir, proc.db_url = api_key, data_dir, db_url
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.popen.poll() is not None:

@@ -12,6 +12,7 @@ import pytest
 
 from kinema.config import Settings
 from kinema.container import Container
+from kinema.services.auth import Principal
 from kinema.services.moderation import ModerationBlocked
 from kinema.services.options import CreateVideo
 from tests.conftest import kinema_env
@@ -30,9 +31,9 @@ def test_video_events_are_audited_and_tampering_is_caught(tmp_path: Path, models
     )
     container = Container.from_settings(settings)
     try:
-        video = container.videos.create("alice", CreateVideo(prompt="a kite", seconds="1"))
+        video = container.videos.create(Principal("alice"), CreateVideo(prompt="a kite", seconds="1"))
         with pytest.raises(ModerationBlocked):
-            container.videos.create("alice", CreateVideo(prompt="revenge porn", seconds="1"))
+            container.videos.create(Principal("alice"), CreateVideo(prompt="revenge porn", seconds="1"))
         container.videos.delete("alice", video.id)
     finally:
         container.close()

@@ -20,7 +20,7 @@ import openai
 import pytest
 from PIL import Image
 
-from tests.conftest import TOKEN, Proc, start_server
+from tests.conftest import Proc, start_server
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 pytestmark = pytest.mark.slow
@@ -44,7 +44,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterat
 
 @pytest.fixture
 def client(server: Proc) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=TOKEN, max_retries=0)
+    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=server.api_key, max_retries=0)
 
 
 @pytest.fixture(autouse=True)
@@ -91,7 +91,9 @@ def png_bomb(width: int, height: int) -> bytes:
 
 def test_missing_prompt_as_json(server: Proc) -> None:
     r = httpx.post(
-        f"{server.base_url}/v1/videos", json={"model": "tiny-wan"}, headers={"Authorization": f"Bearer {TOKEN}"}
+        f"{server.base_url}/v1/videos",
+        json={"model": "tiny-wan"},
+        headers={"Authorization": f"Bearer {server.api_key}"},
     )
     assert r.status_code == 400
     assert r.json()["error"] == {
@@ -185,14 +187,14 @@ def test_unknown_ids(client: openai.OpenAI) -> None:
 def test_remote_image_urls_are_never_fetched(server: Proc) -> None:
     r = httpx.post(
         f"{server.base_url}/v1/videos",
-        headers={"Authorization": f"Bearer {TOKEN}"},
+        headers={"Authorization": f"Bearer {server.api_key}"},
         json={"prompt": "x", "input_reference": {"image_url": "http://169.254.169.254/latest"}},
     )
     assert r.status_code == 400 and r.json()["error"]["param"] == "input_reference.image_url"
 
 
 def test_bad_variant_and_limit(server: Proc) -> None:
-    auth = {"Authorization": f"Bearer {TOKEN}"}
+    auth = {"Authorization": f"Bearer {server.api_key}"}
     r = httpx.get(f"{server.base_url}/v1/videos/video_x/content?variant=gif", headers=auth)
     assert r.status_code == 400 and r.json()["error"]["param"] == "variant"
     r = httpx.get(f"{server.base_url}/v1/videos?limit=1000", headers=auth)
@@ -207,7 +209,7 @@ def test_task_the_model_cannot_do_names_one_that_can(client: openai.OpenAI) -> N
 
 
 def test_malformed_bodies_are_400_not_500(server: Proc) -> None:
-    auth = {"Authorization": f"Bearer {TOKEN}"}
+    auth = {"Authorization": f"Bearer {server.api_key}"}
     url = f"{server.base_url}/v1/videos"
     deep = httpx.post(url, headers={**auth, "Content-Type": "application/json"}, content=b"[" * 100_000)
     assert deep.status_code == 400 and deep.json()["error"]["code"] == "invalid_json"
@@ -219,7 +221,9 @@ def test_malformed_bodies_are_400_not_500(server: Proc) -> None:
 
 
 def test_refusals_tell_the_sdk_not_to_retry(server: Proc) -> None:
-    r = httpx.get(f"{server.base_url}/v1/videos/video_{'0' * 32}", headers={"Authorization": f"Bearer {TOKEN}"})
+    r = httpx.get(
+        f"{server.base_url}/v1/videos/video_{'0' * 32}", headers={"Authorization": f"Bearer {server.api_key}"}
+    )
     assert r.status_code == 404 and r.headers["x-should-retry"] == "false"
 
 
@@ -230,7 +234,7 @@ def test_chunked_body_over_the_cap_is_refused(server: Proc) -> None:
 
     r = httpx.post(
         f"{server.base_url}/v1/videos",
-        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        headers={"Authorization": f"Bearer {server.api_key}", "Content-Type": "application/json"},
         content=chunks(),
     )
     assert r.status_code == 413 and "error" in r.json()

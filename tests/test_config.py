@@ -1,4 +1,4 @@
-"""Settings: placeholder secrets refused outside dev mode, TOML and environment sources, and docs."""
+"""Settings: minimum password-hashing cost, TOML and environment sources, and docs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from kinema.config import DEV_TOKEN, Settings
+from kinema.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,28 +22,31 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("KINEMA_CONFIG", str(tmp_path / "absent.toml"))
 
 
-@pytest.mark.parametrize("token", ["", "changeme", DEV_TOKEN, "short-token"])
-def test_placeholder_or_weak_token_refused_in_production(token: str) -> None:
-    with pytest.raises(ValidationError, match="KINEMA_API_TOKEN"):
-        Settings(api_token=token)
+@pytest.mark.parametrize(
+    ("field", "value", "name"),
+    [
+        ("password_hash_memory_kib", 19455, "password_hash_memory_kib"),
+        ("password_hash_time_cost", 1, "password_hash_time_cost"),
+        ("password_min_length", 6, "password_min_length"),
+    ],
+)
+def test_password_hashing_below_the_minimum_is_refused(field: str, value: int, name: str) -> None:
+    with pytest.raises(ValidationError, match=name):
+        Settings(**{field: value})
 
 
-def test_dev_mode_gets_the_placeholder_token() -> None:
-    assert Settings(mode="dev").api_token.get_secret_value() == DEV_TOKEN
-
-
-def test_real_token_accepted_and_defaults_resolve(tmp_path: Path) -> None:
-    s = Settings(api_token="x" * 32, data_dir=tmp_path)
+def test_defaults_resolve(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path)
     assert s.resolved_database_url == f"sqlite:///{(tmp_path / 'kinema.db').resolve()}"
     assert s.resolved_blob_dir == tmp_path / "blobs"
     assert s.resolved_aliases()["sora-2"] == s.default_model
+    assert s.password_hash_memory_kib >= 19456 and s.password_hash_time_cost >= 2
 
 
 def test_environment_and_toml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     toml = tmp_path / "kinema.toml"
     toml.write_text('workers = 3\ndefault_model = "tiny-wan"\n[model_aliases]\n"sora-2" = "default"\n')
     monkeypatch.setenv("KINEMA_CONFIG", str(toml))
-    monkeypatch.setenv("KINEMA_API_TOKEN", "y" * 20)
     monkeypatch.setenv("KINEMA_WORKERS", "2")  # the environment wins over the file
     s = Settings()
     assert (s.workers, s.default_model, s.resolved_aliases()) == (2, "tiny-wan", {"sora-2": "tiny-wan"})

@@ -18,8 +18,6 @@ import openai
 import pytest
 from PIL import Image
 
-from tests.conftest import TOKEN
-
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 pytestmark = pytest.mark.slow
@@ -44,8 +42,8 @@ def by_id(video_id: str) -> dict[str, object]:
     return {"video": openai.omit, "extra_body": {"video": {"id": video_id}, **FAST}}
 
 
-def client_for(base_url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{base_url}/v1", api_key=TOKEN, max_retries=0, timeout=60)
+def client_for(server) -> openai.OpenAI:  # type: ignore[no-untyped-def]
+    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=server.api_key, max_retries=0, timeout=60)
 
 
 def png_bytes(w: int = 120, h: int = 80) -> bytes:
@@ -58,7 +56,7 @@ def png_bytes(w: int = 120, h: int = 80) -> bytes:
 
 def test_full_video_lifecycle_through_the_sdk(db_url: str, kinema_server) -> None:  # type: ignore[no-untyped-def]
     server = kinema_server(db_url)
-    client = client_for(server.base_url)
+    client = client_for(server)
 
     # create_and_poll: hosted-API code unchanged (sora-2 alias, an OpenAI size), extras via extra_body.
     video = client.videos.create_and_poll(
@@ -136,7 +134,7 @@ def test_async_client(db_url: str, kinema_server) -> None:  # type: ignore[no-un
     server = kinema_server(db_url)
 
     async def scenario() -> None:
-        client = openai.AsyncOpenAI(base_url=f"{server.base_url}/v1", api_key=TOKEN, max_retries=0)
+        client = openai.AsyncOpenAI(base_url=f"{server.base_url}/v1", api_key=server.api_key, max_retries=0)
         videos = await asyncio.gather(
             *[client.videos.create_and_poll(prompt=f"clip {i}", seconds="1", extra_body=FAST) for i in range(3)]
         )
@@ -158,7 +156,7 @@ def test_wrong_token_and_ops_endpoints(tmp_path: Path, kinema_server) -> None:  
     assert err.value.code == "invalid_api_key"
     assert httpx.get(f"{server.base_url}/v1/videos").status_code == 401
 
-    client = client_for(server.base_url)
+    client = client_for(server)
     client.videos.create(prompt="waits in the queue", seconds="1")
     assert httpx.get(f"{server.base_url}/readyz").json() == {"status": "ready"}
     metrics = httpx.get(f"{server.base_url}/metrics").text
@@ -171,13 +169,13 @@ def test_wrong_token_and_ops_endpoints(tmp_path: Path, kinema_server) -> None:  
 
 def test_benign_prompt_with_a_blocked_word_inside_another_passes(tmp_path: Path, kinema_server) -> None:  # type: ignore[no-untyped-def]
     server = kinema_server(f"sqlite:///{tmp_path / 'k.db'}", workers=0)
-    video = client_for(server.base_url).videos.create(prompt="Al Gore gives a talk in a glass classroom")
+    video = client_for(server).videos.create(prompt="Al Gore gives a talk in a glass classroom")
     assert video.status == "queued"
 
 
 def test_not_ready_is_a_409_without_sdk_retries(tmp_path: Path, kinema_server) -> None:  # type: ignore[no-untyped-def]
     server = kinema_server(f"sqlite:///{tmp_path / 'k.db'}", workers=0)
-    client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=TOKEN)  # default retries: 2
+    client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=server.api_key)  # default retries: 2
     video = client.videos.create(prompt="waits", seconds="1")
     with pytest.raises(openai.ConflictError) as err:
         client.videos.download_content(video.id)

@@ -16,7 +16,7 @@ import pytest
 
 from kinema.media.encode import encode_mp4
 from kinema.provenance import c2pa
-from tests.conftest import TOKEN, kinema_env
+from tests.conftest import kinema_env
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +37,7 @@ def test_signed_watermarked_and_traced(tmp_path: Path, models_dir: Path, kinema_
     data = tmp_path / "data"
     db = f"sqlite:///{tmp_path / 'k.db'}"
     server = kinema_server(db, data_dir=data)
-    client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=TOKEN, max_retries=0)
+    client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=server.api_key, max_retries=0)
     # 256x160: the miniature's size that is large enough for the watermark to survive a re-encode
     # (at 96x64 the 128-px watermark tile does not fit; see docs/provenance.md).
     video = client.videos.create_and_poll(
@@ -51,7 +51,7 @@ def test_signed_watermarked_and_traced(tmp_path: Path, models_dir: Path, kinema_
         r = httpx.post(
             f"{server.base_url}/v1/provenance/verify",
             files={"file": (name, blob)},
-            headers={"Authorization": f"Bearer {TOKEN}"},
+            headers={"Authorization": f"Bearer {server.api_key}"},
             timeout=60,
         )
         assert r.status_code == 200, r.text

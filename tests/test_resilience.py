@@ -15,7 +15,7 @@ from sqlalchemy import select
 from kinema.db.models import VideoRow
 from kinema.db.session import make_engine, make_session_factory
 from kinema.queue.store import JobQueue, Lease, Outputs
-from tests.conftest import TOKEN, Proc, kinema_env, start_kinema
+from tests.conftest import Proc, kinema_env, start_kinema
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 pytestmark = pytest.mark.slow
@@ -23,7 +23,7 @@ FAST_LEASE = {"KINEMA_LEASE_SECONDS": "2", "KINEMA_HEARTBEAT_SECONDS": "0.3"}
 
 
 def client_for(server: Proc) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=TOKEN, max_retries=0)
+    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=server.api_key, max_retries=0)
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:

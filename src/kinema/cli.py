@@ -1,4 +1,4 @@
-"""The ``kinema`` command: serve, worker, generate, models, pull."""
+"""The ``kinema`` command: serve, worker, generate, models, pull, verify, audit, admin, keys."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from kinema.config import DEV_TOKEN, Settings, load_settings
+from kinema.cli_accounts import admin, ensure_dev_account, keys
+from kinema.config import Settings, load_settings
 
 MINIATURE_WARNING = (
     "note: '{name}' is a miniature with random weights, built on this machine for dry runs and tests; "
@@ -58,7 +59,7 @@ def main(verbose: bool) -> None:
 @click.option("--port", type=int, default=None, help="Port (KINEMA_PORT).")
 @click.option("--workers", type=int, default=None, help="In-process worker threads (KINEMA_WORKERS).")
 @click.option("--model", "default_model", default=None, help="Default model, e.g. tiny-wan for a dry run.")
-@click.option("--dev", is_flag=True, help="Development mode: accept the placeholder API token.")
+@click.option("--dev", is_flag=True, help="Development mode: create an admin and an API key on first start.")
 def serve(host: str | None, port: int | None, workers: int | None, default_model: str | None, dev: bool) -> None:
     """Run the HTTP API with N worker threads in this process."""
     # Settings first: a bad one fails in milliseconds, before torch and diffusers are imported.
@@ -73,12 +74,16 @@ def serve(host: str | None, port: int | None, workers: int | None, default_model
     container = Container.from_settings(settings)
     _announce_miniature(settings, settings.default_model)
     container.engine.ensure_miniatures()
-    if settings.mode == "dev" and settings.api_token.get_secret_value() == DEV_TOKEN:
-        click.secho(f"dev mode: API key is '{settings.api_token.get_secret_value()}'", fg="yellow", err=True)
+    if settings.mode == "dev":
+        key = ensure_dev_account(container)
+        path = settings.data_dir / "dev-api-key"
+        click.secho(f"dev mode: admin dev@localhost, API key (saved in {path}): {key}", fg="yellow", err=True)
     app = create_app(container, workers=settings.workers)
     click.echo(f"Kinema on http://{settings.host}:{settings.port}/v1 (docs at /docs)", err=True)
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+        # proxy_headers off: uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1; Kinema reads it
+        # itself, only from the configured trusted proxies (KINEMA_TRUSTED_PROXIES).
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", proxy_headers=False)
     finally:
         container.close()
 
@@ -319,6 +324,9 @@ def pull(model: str, tasks: tuple[str, ...]) -> None:
     for task, path in paths.items():
         click.echo(f"{spec.name} {task}: {path}")
 
+
+main.add_command(admin)
+main.add_command(keys)
 
 if __name__ == "__main__":
     sys.exit(main())

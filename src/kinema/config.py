@@ -9,18 +9,13 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
-
-DEV_TOKEN = "kinema-dev-token"
-"""The placeholder API token. Accepted only with ``KINEMA_MODE=dev``."""
-
-_PLACEHOLDER_SECRETS = {DEV_TOKEN, "", "changeme", "change-me", "secret", "token", "password"}
 
 
 class Settings(BaseSettings):
@@ -32,7 +27,9 @@ class Settings(BaseSettings):
     )
 
     mode: Literal["dev", "production"] = Field(
-        "production", description="`dev` accepts the placeholder API token; `production` refuses it."
+        "production",
+        description="`dev` creates an admin `dev@localhost` and an API key (saved to `<data_dir>/dev-api-key`, "
+        "0600) on first start, for trying Kinema on your own machine; `production` creates no account.",
     )
     data_dir: Path = Field(Path("kinema-data"), description="Root folder for the database, blobs and models.")
     database_url: str | None = Field(
@@ -42,15 +39,6 @@ class Settings(BaseSettings):
     )
     blob_dir: Path | None = Field(None, description="Folder for outputs and uploads. Default `<data_dir>/blobs`.")
     models_dir: Path | None = Field(None, description="Folder for model weights. Default `<data_dir>/models`.")
-
-    api_token: SecretStr = Field(
-        SecretStr(""),
-        description="Bearer token that identifies the caller until accounts land. "
-        "Must be a real secret (>= 16 characters) unless mode is `dev`.",
-    )
-    api_token_owner: str = Field(
-        "owner", min_length=1, max_length=128, description="Owner id recorded on videos created with `api_token`."
-    )
 
     host: str = Field("127.0.0.1", description="Address `kinema serve` listens on.")
     port: int = Field(8000, description="Port `kinema serve` listens on.")
@@ -116,6 +104,67 @@ class Settings(BaseSettings):
     )
     max_inference_steps: int = Field(100, description="Highest `num_inference_steps` a request may ask for.")
 
+    # -- accounts, keys, sessions --
+    password_min_length: int = Field(12, ge=8, description="Shortest accepted password.")
+    password_hash_memory_kib: int = Field(
+        65536, ge=19456, description="argon2id memory cost in KiB (at least 19 MiB); hashes are upgraded at login."
+    )
+    password_hash_time_cost: int = Field(3, ge=2, description="argon2id passes (at least 2).")
+    password_hash_parallelism: int = Field(4, ge=1, description="argon2id lanes.")
+    invite_ttl_seconds: float = Field(7 * 86400, gt=0, description="How long a new invite code stays valid.")
+    session_idle_seconds: float = Field(
+        1800, gt=0, description="A browser session ends after this long without a request."
+    )
+    session_absolute_seconds: float = Field(
+        12 * 3600, gt=0, description="A browser session ends this long after login, however active."
+    )
+    session_cookie_secure: bool | None = Field(
+        None, description="Mark the session cookie `Secure`. Default: when the request came over https."
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or CIDR networks of reverse proxies whose `X-Forwarded-For` is believed. "
+        "From anyone else the header is ignored and the TCP peer is the client.",
+    )
+
+    # -- quotas and rate limits (defaults for cohorts without their own) --
+    redis_url: str | None = Field(
+        None,
+        description="Redis for rate limits shared by several API processes (`redis://host:6379/0`). "
+        "Default: in-process memory, right for one process.",
+    )
+    default_requests_per_minute: int = Field(600, ge=1, description="API requests per minute per user.")
+    default_concurrent_jobs: int = Field(4, ge=1, description="Queued plus running videos per user.")
+    default_video_seconds_per_day: float = Field(
+        600.0, gt=0, description="Seconds of video a user may generate in any 24 hours (failed jobs refunded)."
+    )
+
+    # -- shared-key defense --
+    keyguard_window_seconds: float = Field(
+        3600, gt=0, description="Window over which a key's distinct networks and user agents are counted."
+    )
+    keyguard_max_networks: int = Field(
+        4, ge=1, description="A key seen from more distinct networks than this within the window is suspended."
+    )
+    keyguard_max_agents: int = Field(
+        4, ge=1, description="A key seen with more distinct user agents than this within the window is suspended."
+    )
+    keyguard_max_requests_per_minute: int = Field(
+        1200, ge=1, description="A key sending more requests per minute than one person would is suspended."
+    )
+    keyguard_ipv4_prefix: int = Field(24, ge=8, le=32, description="IPv4 addresses in one /N count as one network.")
+    keyguard_ipv6_prefix: int = Field(48, ge=16, le=128, description="IPv6 addresses in one /N count as one network.")
+
+    # -- pause switch --
+    pause_hold_running: bool = Field(
+        False,
+        description="Default for a pause: false lets running jobs finish; true holds them at their next step "
+        "until resume.",
+    )
+    pause_retry_after_seconds: int = Field(
+        60, ge=1, description="`Retry-After` sent with the 503 that refuses generation while paused."
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -129,20 +178,17 @@ class Settings(BaseSettings):
         toml = TomlConfigSettingsSource(settings_cls, toml_file=os.environ.get("KINEMA_CONFIG", "kinema.toml"))
         return (init_settings, env_settings, toml)
 
-    @model_validator(mode="after")
-    def _refuse_placeholder_secret(self) -> Settings:
-        token = self.api_token.get_secret_value()
-        if self.mode == "dev":
-            if not token:
-                self.api_token = SecretStr(DEV_TOKEN)
-            return self
-        if token.lower() in _PLACEHOLDER_SECRETS or len(token) < 16:
-            raise ValueError(
-                "KINEMA_API_TOKEN must be a real secret of at least 16 characters "
-                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`); "
-                "set KINEMA_MODE=dev to run with the placeholder token on your own machine"
-            )
-        return self
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: list[str]) -> list[str]:
+        from kinema.services.netaddr import parse_networks
+
+        for i, entry in enumerate(value):
+            try:
+                parse_networks([entry])
+            except ValueError:
+                raise ValueError(f"entry {i} is not an IP address or CIDR network") from None
+        return value
 
     @model_validator(mode="after")
     def _heartbeat_well_inside_lease(self) -> Settings:

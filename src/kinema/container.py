@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,10 +26,16 @@ from kinema.moderation.checker import Moderator
 from kinema.moderation.policy import load_policy
 from kinema.queue.store import JobQueue
 from kinema.queue.worker import Wakeup, Worker
-from kinema.services.auth import Authenticator, StaticTokenAuthenticator
+from kinema.services.accounts import AccountService, DefaultLimits, PasswordPolicy
+from kinema.services.auth import Principal
 from kinema.services.generation import GenerationRunner
+from kinema.services.keyguard import KeyGuard
+from kinema.services.keys import KeyService
 from kinema.services.moderation import PromptGuard
+from kinema.services.netaddr import parse_networks
+from kinema.services.pause import PauseService
 from kinema.services.provenance import ProvenanceService
+from kinema.services.quotas import Admission, RateLimiter, usage
 from kinema.services.verification import VerificationService
 from kinema.services.videos import UploadLimits, VideoService
 
@@ -69,10 +76,15 @@ class Container:
     queue: JobQueue
     videos: VideoService
     runner: GenerationRunner
-    authenticator: Authenticator
     provenance: ProvenanceService
     verification: VerificationService
     audit: AuditLog
+    accounts: AccountService
+    keys: KeyService
+    keyguard: KeyGuard
+    ratelimiter: RateLimiter
+    pause: PauseService
+    trusted_proxies: tuple[Any, ...]
     wakeup: Wakeup = field(default_factory=Wakeup)
     metrics: Any = None  # prometheus CollectorRegistry, set by create_app
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -109,13 +121,54 @@ class Container:
         audit = AuditLog(sessions, CheckpointSigner.load_or_create(settings.data_dir / "audit" / "audit-signing.key"))
         policy = load_policy(settings.moderation_policy)  # a broken policy file stops the start here
         guard = PromptGuard(sessions, policy, Moderator(policy), audit)
-        videos = VideoService(sessions, blobs, registry, limits, guard, audit, on_enqueue=wakeup.notify)
+        pause = PauseService(sessions, audit, retry_after=settings.pause_retry_after_seconds)
+        videos = VideoService(
+            sessions,
+            blobs,
+            registry,
+            limits,
+            guard,
+            audit,
+            on_enqueue=wakeup.notify,
+            admission=Admission(),
+            pause=pause,
+        )
         provenance = build_provenance(settings)
         runner = GenerationRunner(
-            sessions, queue, blobs, registry, engine, provenance, visible_label=settings.visible_label
+            sessions, queue, blobs, registry, engine, provenance, visible_label=settings.visible_label, pause=pause
         )
-        auth = StaticTokenAuthenticator(settings.api_token.get_secret_value(), settings.api_token_owner)
         verification = VerificationService(sessions, provenance, settings.max_upload_bytes)
+        accounts = AccountService(
+            sessions,
+            audit,
+            passwords=PasswordPolicy(
+                min_length=settings.password_min_length,
+                memory_kib=settings.password_hash_memory_kib,
+                time_cost=settings.password_hash_time_cost,
+                parallelism=settings.password_hash_parallelism,
+            ),
+            defaults=DefaultLimits(
+                settings.default_requests_per_minute,
+                settings.default_concurrent_jobs,
+                settings.default_video_seconds_per_day,
+            ),
+            invite_ttl_seconds=settings.invite_ttl_seconds,
+            session_idle_seconds=settings.session_idle_seconds,
+            session_absolute_seconds=settings.session_absolute_seconds,
+        )
+        keys = KeyService(sessions, audit, accounts)
+        storage = settings.redis_url or "memory://"
+        keyguard = KeyGuard(
+            sessions,
+            audit,
+            window_seconds=settings.keyguard_window_seconds,
+            max_networks=settings.keyguard_max_networks,
+            max_agents=settings.keyguard_max_agents,
+            max_requests_per_minute=settings.keyguard_max_requests_per_minute,
+            ipv4_prefix=settings.keyguard_ipv4_prefix,
+            ipv6_prefix=settings.keyguard_ipv6_prefix,
+            limiter_storage_uri=storage,
+        )
         return cls(
             settings,
             db,
@@ -126,12 +179,22 @@ class Container:
             queue,
             videos,
             runner,
-            auth,
             provenance,
             verification,
             audit,
+            accounts,
+            keys,
+            keyguard,
+            RateLimiter(storage),
+            pause,
+            parse_networks(settings.trusted_proxies),
             wakeup,
         )
+
+    def usage(self, principal: Principal) -> dict[str, Any]:
+        """The principal's limits and current use (active jobs, video-seconds in 24 h)."""
+        with self.sessions() as s:
+            return usage(s, principal, time.time())
 
     def make_worker(self, worker_id: str | None = None) -> Worker:
         """A worker bound to this process's queue and runner."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from kinema.config import Settings
 from kinema.container import Container
+from kinema.services.auth import Principal
 from kinema.services.options import CreateVideo, GenerationOptions
 
 
@@ -25,7 +26,8 @@ def test_enqueue_wakes_an_idle_in_process_worker(tmp_path: Path, models_dir: Pat
     try:
         time.sleep(0.5)  # the worker has looked, found nothing, and is now waiting up to 60 s
         row = container.videos.create(
-            "owner", CreateVideo(prompt="wake up", seconds="1", options=GenerationOptions(num_inference_steps=1))
+            Principal("owner"),
+            CreateVideo(prompt="wake up", seconds="1", options=GenerationOptions(num_inference_steps=1)),
         )
         deadline = time.monotonic() + 30
         while container.videos.get("owner", row.id).status != "completed" and time.monotonic() < deadline:

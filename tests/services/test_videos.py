@@ -11,6 +11,7 @@ from PIL import Image
 
 from kinema.config import Settings
 from kinema.container import Container
+from kinema.services.auth import Principal
 from kinema.services.errors import InvalidRequest, NotFound
 from kinema.services.options import CreateVideo, EditVideo, ExtendVideo, GenerationOptions, VideoSource
 
@@ -32,15 +33,16 @@ def png() -> bytes:
 
 def test_another_owner_sees_nothing(container: Container) -> None:
     videos = container.videos
-    mine = videos.create("alice", CreateVideo(prompt="alice's", seconds="1", image=png()))
+    mine = videos.create(Principal("alice"), CreateVideo(prompt="alice's", seconds="1", image=png()))
+    bob = Principal("bob")
     for attempt in (
         lambda: videos.get("bob", mine.id),
         lambda: videos.delete("bob", mine.id),
         lambda: videos.cancel("bob", mine.id),
         lambda: videos.content_key("bob", mine.id, "video"),
-        lambda: videos.remix("bob", mine.id, "bob's", GenerationOptions()),
-        lambda: videos.edit("bob", EditVideo(prompt="x", source=VideoSource(video_id=mine.id))),
-        lambda: videos.extend("bob", ExtendVideo(prompt="x", seconds="1", source=VideoSource(video_id=mine.id))),
+        lambda: videos.remix(bob, mine.id, "bob's", GenerationOptions()),
+        lambda: videos.edit(bob, EditVideo(prompt="x", source=VideoSource(video_id=mine.id))),
+        lambda: videos.extend(bob, ExtendVideo(prompt="x", seconds="1", source=VideoSource(video_id=mine.id))),
     ):
         with pytest.raises(NotFound) as err:
             attempt()
@@ -51,7 +53,7 @@ def test_another_owner_sees_nothing(container: Container) -> None:
 
 
 def test_pages_continue_after_a_deleted_video(container: Container) -> None:
-    ids = [container.videos.create("alice", CreateVideo(prompt=f"p{i}", seconds="1")).id for i in range(5)]
+    ids = [container.videos.create(Principal("alice"), CreateVideo(prompt=f"p{i}", seconds="1")).id for i in range(5)]
     first = container.videos.list("alice", after=None, limit=2, order="desc")
     assert [r.id for r in first.rows] == ids[::-1][:2] and first.has_more
     container.videos.delete("alice", first.rows[-1].id)  # the page's last id is gone before the next call
@@ -68,7 +70,7 @@ def test_malformed_ids_are_simply_not_found(container: Container) -> None:
 
 
 def test_delete_removes_row_and_inputs(container: Container) -> None:
-    row = container.videos.create("alice", CreateVideo(prompt="p", seconds="1", image=png()))
+    row = container.videos.create(Principal("alice"), CreateVideo(prompt="p", seconds="1", image=png()))
     assert row.input_image_key and container.blobs.exists(row.input_image_key)
     container.videos.delete("alice", row.id)
     with pytest.raises(NotFound):
@@ -83,7 +85,7 @@ def test_stored_input_image_is_pixels_only(container: Container) -> None:
     buf = io.BytesIO()
     img.save(buf, format="JPEG", exif=exif.tobytes())
     assert b"SecretCam" in buf.getvalue()
-    row = container.videos.create("alice", CreateVideo(prompt="p", seconds="1", image=buf.getvalue()))
+    row = container.videos.create(Principal("alice"), CreateVideo(prompt="p", seconds="1", image=buf.getvalue()))
     assert row.input_image_key is not None
     stored = container.blobs.get(row.input_image_key)
     assert stored.startswith(b"\x89PNG") and b"SecretCam" not in stored
@@ -93,7 +95,7 @@ def test_verification_names_the_video_only_to_its_owner(container: Container) ->
     from kinema.media.encode import encode_mp4
     from kinema.queue.store import Lease, Outputs
 
-    row = container.videos.create("alice", CreateVideo(prompt="p", seconds="1"))
+    row = container.videos.create(Principal("alice"), CreateVideo(prompt="p", seconds="1"))
     marks = container.provenance.marks(row.id)
     frames = container.provenance.watermark(np.full((9, 64, 96, 3), 128, np.uint8), marks)
     mp4 = container.provenance.sign(encode_mp4(frames, 8), "video/mp4", model="tiny-wan", marks=marks, created_at=0.0)

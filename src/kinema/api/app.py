@@ -11,6 +11,8 @@ from kinema import __version__
 from kinema.api import ops
 from kinema.api.body import body_limit
 from kinema.api.errors import install_error_handlers
+from kinema.api.v1.accounts.router import router as accounts_router
+from kinema.api.v1.admin.router import router as admin_router
 from kinema.api.v1.provenance.router import router as provenance_router
 from kinema.api.v1.videos.router import router as videos_router
 from kinema.container import Container
@@ -41,4 +43,6 @@ def create_app(container: Container, *, workers: int = 0) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(videos_router)
     app.include_router(provenance_router)
+    app.include_router(accounts_router)
+    app.include_router(admin_router)
     return app

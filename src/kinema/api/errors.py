@@ -30,6 +30,12 @@ def envelope(
     return JSONResponse(body, status_code=status, headers=dict(headers) if headers else None)
 
 
+PRIVILEGED_FIELDS = frozenset(
+    {"owner", "owner_id", "user_id", "role", "roles", "is_admin", "admin", "quota", "quotas", "limits", "cohort"}
+)
+"""Fields a client might try to slip into a body to escalate; refused with their own code."""
+
+
 def validation_message(loc: tuple[str | int, ...], msg: str, kind: str) -> tuple[str, str | None, str]:
     """(message, param, code) for one pydantic error, worded like the hosted API's."""
     parts = [str(p) for p in loc if p not in ("body", "query", "path")]
@@ -37,6 +43,13 @@ def validation_message(loc: tuple[str | int, ...], msg: str, kind: str) -> tuple
     if kind == "missing":
         return f"Missing required parameter: '{param}'.", param, "missing_required_parameter"
     if kind == "extra_forbidden":
+        if parts and parts[-1] in PRIVILEGED_FIELDS:
+            return (
+                f"Parameter '{param}' cannot be set in a request: ownership, roles and quotas are decided "
+                "by the server (admins change them through the admin API).",
+                param,
+                "forbidden_parameter",
+            )
         return f"Unknown parameter: '{param}'.", param, "unknown_parameter"
     return f"Invalid value for '{param}': {msg}.", param, "invalid_value"
 
@@ -48,9 +61,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _service(_: Request, exc: ServiceError) -> JSONResponse:
         # The SDK retries 409s by default; a video that is not ready, or a refusal, does not change by
         # retrying at once, so say so (the SDK honours x-should-retry).
-        return envelope(
-            exc.status, exc.message, type=exc.type, param=exc.param, code=exc.code, headers={"x-should-retry": "false"}
-        )
+        headers = {**exc.headers, "x-should-retry": "true" if exc.retryable else "false"}
+        return envelope(exc.status, exc.message, type=exc.type, param=exc.param, code=exc.code, headers=headers)
 
     @app.exception_handler(BlobNotFound)
     async def _blob(_: Request, exc: BlobNotFound) -> JSONResponse:

@@ -48,6 +48,10 @@ class VideoRow(Base):
     video_key: Mapped[str | None] = mapped_column(String(256), nullable=True)
     thumbnail_key: Mapped[str | None] = mapped_column(String(256), nullable=True)
     spritesheet_key: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    # Who asked: the API key (None for a browser session or the CLI) and the owner's cohort at the time,
+    # which a cohort pause holds back.
+    key_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    cohort: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # Provenance: the opaque job reference in the C2PA manifest, and the 32-bit tag in the watermark.
     provenance_ref: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     watermark_tag: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
@@ -83,3 +87,146 @@ class ModerationRefusalRow(Base):
     prompt_sha256: Mapped[str] = mapped_column(String(64))
     prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+# -- accounts, keys, sessions, quotas, pause -------------------------------------------------------
+
+
+class UserRow(Base):
+    """An account. ``role`` is ``admin`` or ``member``; ``cohort`` picks default limits and pauses."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    role: Mapped[str] = mapped_column(String(16), default="member")
+    cohort: Mapped[str] = mapped_column(String(64), default="default", index=True)
+    limits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # per-user overrides of cohort limits
+    disabled_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    password_changed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Written first in every enqueue transaction: its row lock serializes one user's admissions.
+    last_enqueue_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class CohortRow(Base):
+    """A group of users (e.g. ``early-access``) with default limits. A user's cohort need not have a row."""
+
+    __tablename__ = "cohorts"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    limits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class InviteRow(Base):
+    """A single-use invite bound to an email and a cohort. Only the code's SHA-256 is stored."""
+
+    __tablename__ = "invites"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(320))
+    cohort: Mapped[str] = mapped_column(String(64), index=True)
+    created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+    used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    used_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class ApiKeyRow(Base):
+    """A per-user API key. Only the SHA-256 of the full key is stored; ``hint`` is its first characters."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hint: Mapped[str] = mapped_column(String(16))
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    ip_allowlist: Mapped[list[str]] = mapped_column(JSON, default=list)
+    limits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # optional per-key limits
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_used_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    suspended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    suspend_reason: Mapped[str | None] = mapped_column(String(256), nullable=True)
+
+
+class KeySightingRow(Base):
+    """A network (``net``) or user agent (``agent``) a key was used from, and when last."""
+
+    __tablename__ = "key_sightings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(8))
+    value: Mapped[str] = mapped_column(String(256))
+    first_seen: Mapped[float] = mapped_column(Float)
+    last_seen: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ux_key_sightings", "key_id", "kind", "value", unique=True),)
+
+
+class WebSessionRow(Base):
+    """A browser session. The cookie value is never stored, only its SHA-256."""
+
+    __tablename__ = "web_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+    last_seen_at: Mapped[float] = mapped_column(Float)
+
+
+class AlertRow(Base):
+    """A security notice for a user (e.g. one of their keys was suspended); admins see all of them."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    read_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class UsageChargeRow(Base):
+    """Video-seconds charged for one job: inserted with the job (so charged once), ``refunded_at`` set
+    by a conditional update when the job fails or is cancelled (so refunded at most once). Kept after
+    the video is deleted, so deleting a finished video does not give its seconds back."""
+
+    __tablename__ = "usage_charges"
+
+    video_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    seconds: Mapped[float] = mapped_column(Float)
+    charged_at: Mapped[float] = mapped_column(Float)
+    refunded_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    __table_args__ = (
+        Index("ix_usage_owner_charged", "owner_id", "charged_at"),
+        Index("ix_usage_key_charged", "key_id", "charged_at"),
+    )
+
+
+class PauseRow(Base):
+    """Generation is paused for ``scope``: ``*`` (everyone) or a cohort name. No row: not paused."""
+
+    __tablename__ = "pauses"
+
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)
+    paused_at: Mapped[float] = mapped_column(Float)
+    paused_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    hold_running: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -13,10 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Executable, and_, case, func, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, Executable, and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from kinema.db.models import VideoRow
+from kinema.db.models import PauseRow, VideoRow
+from kinema.db.usage import refund_in
 
 Clock = Callable[[], float]
 
@@ -68,7 +69,9 @@ class JobQueue:
             VideoRow.attempts < self.max_attempts,
             VideoRow.cancel_requested.is_(False),
         )
-        return or_(VideoRow.status == "queued", expired)
+        # Jobs of a paused scope stay where they are (nothing is lost); resume makes them claimable again.
+        paused = exists().where(or_(PauseRow.scope == "*", PauseRow.scope == VideoRow.cohort))
+        return and_(or_(VideoRow.status == "queued", expired), ~paused)
 
     def claim(self, worker_id: str) -> Lease | None:
         """Take the oldest claimable job (queued, or in progress with an expired lease), if any.
@@ -88,7 +91,7 @@ class JobQueue:
                     .limit(1)
                 )
                 if self._skip_locked:
-                    stmt = stmt.with_for_update(skip_locked=True)
+                    stmt = stmt.with_for_update(skip_locked=True, of=VideoRow)
                 row = s.execute(stmt).first()
                 if row is None:
                     return None
@@ -122,14 +125,14 @@ class JobQueue:
         now = self._clock()
         expired = and_(VideoRow.status == "in_progress", VideoRow.lease_expires_at < now)
         with self._sessions.begin() as s:
-            n = _affected(
-                s,
+            ids: list[str] = []
+            ids += s.scalars(
                 update(VideoRow)
                 .where(expired, VideoRow.cancel_requested.is_(True))
-                .values(_failed(now, "cancelled", "The video was cancelled.")),
-            )
-            n += _affected(
-                s,
+                .values(_failed(now, "cancelled", "The video was cancelled."))
+                .returning(VideoRow.id)
+            ).all()
+            ids += s.scalars(
                 update(VideoRow)
                 .where(expired, VideoRow.attempts >= self.max_attempts)
                 .values(
@@ -139,9 +142,11 @@ class JobQueue:
                         f"The worker running this video stopped responding {self.max_attempts} times; "
                         "giving up. Try again, and tell the operator if it keeps happening.",
                     )
-                ),
-            )
-        return n
+                )
+                .returning(VideoRow.id)
+            ).all()
+            refund_in(s, ids, now)
+        return len(ids)
 
     # -- fenced writes by the lease holder -------------------------------------------------------
 
@@ -209,7 +214,10 @@ class JobQueue:
         """Mark the job failed with a user-facing error, only if the lease is still ours."""
         now = self._clock()
         with self._sessions.begin() as s:
-            return bool(_affected(s, update(VideoRow).where(self._fenced(lease)).values(_failed(now, code, message))))
+            failed = _affected(s, update(VideoRow).where(self._fenced(lease)).values(_failed(now, code, message)))
+            if failed:
+                refund_in(s, [lease.video_id], now)  # charged once at enqueue; refunded at most once
+            return bool(failed)
 
     # -- reads for metrics and readiness ---------------------------------------------------------
 

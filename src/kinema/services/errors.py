@@ -11,11 +11,21 @@ class ServiceError(Exception):
     status = 400
     type = "invalid_request_error"
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+    retryable = False  # whether the caller may usefully retry (the SDK honours ``x-should-retry``)
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code
+        self.headers = dict(headers or {})
 
 
 class InvalidRequest(ServiceError):
@@ -29,6 +39,45 @@ class NotFound(ServiceError):
 
     def __init__(self, what: str, object_id: str) -> None:
         super().__init__(f"No {what} found with id '{object_id}'.", param="id", code="not_found")
+
+
+class Unauthorized(ServiceError):
+    """No valid credential: missing, malformed, unknown, revoked, expired or suspended (401)."""
+
+    status = 401
+
+    def __init__(self, message: str, *, code: str = "invalid_api_key") -> None:
+        super().__init__(message, code=code, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(ServiceError):
+    """A valid credential that may not do this: missing scope, not an admin, address not allowed (403)."""
+
+    status = 403
+    type = "permission_error"
+
+
+class RateLimited(ServiceError):
+    """Over a rate limit or quota (429, with ``Retry-After``)."""
+
+    status = 429
+    type = "rate_limit_error"
+
+    def __init__(self, message: str, *, code: str, retry_after: float, retryable: bool = False) -> None:
+        seconds = max(1, int(retry_after + 0.999))
+        super().__init__(message, code=code, headers={"Retry-After": str(seconds)})
+        self.retry_after = seconds
+        self.retryable = retryable
+
+
+class Unavailable(ServiceError):
+    """Generation is paused (503, with ``Retry-After``); reads keep working."""
+
+    status = 503
+    type = "service_unavailable"
+
+    def __init__(self, message: str, *, code: str, retry_after: float) -> None:
+        super().__init__(message, code=code, headers={"Retry-After": str(max(1, int(retry_after)))})
 
 
 class Conflict(ServiceError):

@@ -29,6 +29,7 @@ from kinema.media.previews import make_spritesheet, make_thumbnail
 from kinema.media.video_decode import read_mp4
 from kinema.queue.store import JobQueue, Outputs
 from kinema.queue.worker import JobContext
+from kinema.services.pause import PauseService
 from kinema.services.provenance import Marks, ProvenanceService
 from kinema.services.videos import output_prefix
 
@@ -57,7 +58,9 @@ class GenerationRunner:
         provenance: ProvenanceService,
         *,
         visible_label: str | None = None,
+        pause: PauseService | None = None,
     ) -> None:
+        self._pause = pause
         self._sessions = sessions
         self._queue = queue
         self._blobs = blobs
@@ -97,7 +100,7 @@ class GenerationRunner:
             result = backend.generate(
                 inputs.request,
                 progress=lambda done, total: ctx.progress(MODEL_SHARE * done // max(total, 1)),
-                should_cancel=ctx.should_stop,
+                should_cancel=lambda: self._between_steps(row, ctx),
             )
         t2 = time.perf_counter()
         frames = result.frames
@@ -126,6 +129,13 @@ class GenerationRunner:
             t3 - t2,
             time.perf_counter() - t3,
         )
+
+    def _between_steps(self, row: VideoRow, ctx: JobContext) -> bool:
+        """Called after every denoising step: wait here while a pause holds running jobs (the lease
+        heartbeat goes on), then say whether to stop (cancelled, deleted or lease lost)."""
+        if self._pause is not None:
+            self._pause.wait_while_held(row.cohort, ctx.should_stop)
+        return ctx.should_stop()
 
     def _publish(
         self, row: VideoRow, ctx: JobContext, marks: Marks, mp4: bytes, thumbnail: bytes, spritesheet: bytes

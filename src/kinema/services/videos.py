@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from kinema.audit.log import AuditLog
 from kinema.blobs import BlobStore
 from kinema.db.models import VideoRow
+from kinema.db.usage import refund_in
 from kinema.engine.base import Task
 from kinema.engine.registry import ModelRegistry, ModelSpec, UnknownModel, UnsupportedRequest
 from kinema.media.encode import encode_mp4
@@ -30,6 +31,7 @@ from kinema.media.errors import MediaError
 from kinema.media.images import decode_image
 from kinema.media.video_decode import DecodedVideo, decode_video, read_mp4
 from kinema.services import planning
+from kinema.services.auth import Principal
 from kinema.services.errors import (
     Conflict,
     InvalidRequest,
@@ -38,7 +40,9 @@ from kinema.services.errors import (
 )
 from kinema.services.moderation import PromptGuard
 from kinema.services.options import CreateVideo, EditVideo, ExtendVideo, GenerationOptions, VideoSource
+from kinema.services.pause import PauseService
 from kinema.services.planning import Plan
+from kinema.services.quotas import Admission
 
 Variant = Literal["video", "thumbnail", "spritesheet"]
 MEDIA_TYPES: dict[str, str] = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet": "image/jpeg"}
@@ -113,7 +117,11 @@ class VideoService:
         audit: AuditLog,
         clock: Callable[[], float] = time.time,
         on_enqueue: Callable[[], None] = lambda: None,
+        admission: Admission | None = None,
+        pause: PauseService | None = None,
     ) -> None:
+        self._admission = admission or Admission()
+        self._pause = pause
         self._on_enqueue = on_enqueue
         self._guard = guard
         self._audit = audit
@@ -125,9 +133,9 @@ class VideoService:
 
     # -- create ----------------------------------------------------------------------------------
 
-    def create(self, owner_id: str, req: CreateVideo) -> VideoRow:
+    def create(self, principal: Principal, req: CreateVideo) -> VideoRow:
         """Validate and enqueue a text-to-video (or, with an image, image-to-video) job."""
-        self._check_prompt(owner_id, "create", req.prompt)
+        self._check_prompt(principal, "create", req.prompt)
         spec = self._model(req.model)
         task: Task = "i2v" if req.image is not None else "t2v"
         self._require_task(spec, task, "input_reference" if task == "i2v" else "model")
@@ -136,15 +144,15 @@ class VideoService:
         image_png = self._normalise_image(req.image) if req.image is not None else None
         video_id = new_video_id()
         inputs = {"input_image.png": image_png} if image_png else {}
-        row = self._row(video_id, owner_id, "create", task, spec, req.prompt, plan, params)
+        row = self._row(video_id, principal, "create", task, spec, req.prompt, plan, params)
         if image_png:
             row.input_image_key = f"{input_prefix(video_id)}/input_image.png"
-        return self._enqueue(row, inputs)
+        return self._enqueue(principal, row, inputs)
 
-    def remix(self, owner_id: str, source_id: str, prompt: str, options: GenerationOptions) -> VideoRow:
+    def remix(self, principal: Principal, source_id: str, prompt: str, options: GenerationOptions) -> VideoRow:
         """Enqueue the source video's job again with a new prompt (and any given options)."""
-        self._check_prompt(owner_id, "remix", prompt)
-        src = self._completed(owner_id, source_id, "remix")
+        self._check_prompt(principal, "remix", prompt)
+        src = self._completed(principal.id, source_id, "remix")
         spec = self._model(src.model)
         video_id = new_video_id()
         plan = Plan(src.width, src.height, src.num_frames, src.fps, src.seconds)
@@ -157,7 +165,7 @@ class VideoService:
                 )
             plan = self._plan(spec, src.size, src.params.get("requested_seconds", src.seconds), options)
         params = self._params(spec, options, src.params)
-        row = self._row(video_id, owner_id, "remix", src.task, spec, prompt, plan, params)
+        row = self._row(video_id, principal, "remix", src.task, spec, prompt, plan, params)
         row.remixed_from_video_id = src.id
         row.source_video_id = src.source_video_id
         inputs: dict[str, bytes] = {}
@@ -166,28 +174,28 @@ class VideoService:
             if key:
                 inputs[name] = self._blobs.get(key)
                 setattr(row, attr, f"{input_prefix(video_id)}/{name}")
-        return self._enqueue(row, inputs)
+        return self._enqueue(principal, row, inputs)
 
-    def edit(self, owner_id: str, req: EditVideo) -> VideoRow:
+    def edit(self, principal: Principal, req: EditVideo) -> VideoRow:
         """Enqueue a video-to-video job over a completed video or an uploaded clip."""
-        self._check_prompt(owner_id, "edit", req.prompt)
-        src_row, clip, spec, (width, height) = self._with_source(owner_id, req.source, req.model, "edit", "v2v")
+        self._check_prompt(principal, "edit", req.prompt)
+        src_row, clip, spec, (width, height) = self._with_source(principal.id, req.source, req.model, "edit", "v2v")
         seconds = _seconds_for(spec, clip.frames.shape[0] / clip.fps)
         num_frames = self._frames(spec, seconds, req.options)
         plan = Plan(width, height, num_frames, req.options.fps or spec.fps, seconds)
         params = self._params(spec, req.options, {"strength": DEFAULT_EDIT_STRENGTH})
-        return self._enqueue_with_source(owner_id, "edit", "v2v", spec, req.prompt, plan, params, src_row, clip)
+        return self._enqueue_with_source(principal, "edit", "v2v", spec, req.prompt, plan, params, src_row, clip)
 
-    def extend(self, owner_id: str, req: ExtendVideo) -> VideoRow:
+    def extend(self, principal: Principal, req: ExtendVideo) -> VideoRow:
         """Enqueue an extension: continue a clip from its last frame; ``seconds`` is the new part."""
-        self._check_prompt(owner_id, "extend", req.prompt)
-        src_row, clip, spec, (width, height) = self._with_source(owner_id, req.source, req.model, "extend", "i2v")
+        self._check_prompt(principal, "extend", req.prompt)
+        src_row, clip, spec, (width, height) = self._with_source(principal.id, req.source, req.model, "extend", "i2v")
         new_frames = self._frames(spec, req.seconds, req.options)
         source_seconds = float(src_row.seconds) if src_row else clip.frames.shape[0] / clip.fps
         total = _format_seconds(source_seconds + float(req.seconds))
         plan = Plan(width, height, new_frames, req.options.fps or spec.fps, total)
         params = self._params(spec, req.options, {"stitch": True})
-        return self._enqueue_with_source(owner_id, "extend", "i2v", spec, req.prompt, plan, params, src_row, clip)
+        return self._enqueue_with_source(principal, "extend", "i2v", spec, req.prompt, plan, params, src_row, clip)
 
     def _with_source(
         self, owner_id: str, source: VideoSource, model: str | None, action: str, task: Task
@@ -233,7 +241,7 @@ class VideoService:
         now = self._clock()
         with self._sessions.begin() as s:
             mine = and_(VideoRow.id == video_id, VideoRow.owner_id == owner_id)
-            s.execute(
+            cancelled = s.execute(
                 update(VideoRow)
                 .where(mine, VideoRow.status == "queued")
                 .values(
@@ -243,7 +251,9 @@ class VideoService:
                     error_message="The video was cancelled.",
                     completed_at=now,
                 )
-            )
+                .returning(VideoRow.id)
+            ).all()
+            refund_in(s, [r.id for r in cancelled], now)
             s.execute(update(VideoRow).where(mine, VideoRow.status == "in_progress").values(cancel_requested=True))
         row = self.get(owner_id, video_id)
         if row.status in ("completed",) or (row.status == "failed" and row.error_code != "cancelled"):
@@ -258,7 +268,13 @@ class VideoService:
         """Delete the row, its inputs and every output; a running job is stopped by its lost lease."""
         self.get(owner_id, video_id)
         with self._sessions.begin() as s:
-            s.execute(delete(VideoRow).where(VideoRow.id == video_id, VideoRow.owner_id == owner_id))
+            gone = s.execute(
+                delete(VideoRow)
+                .where(VideoRow.id == video_id, VideoRow.owner_id == owner_id)
+                .returning(VideoRow.status)
+            ).first()
+            if gone is not None and gone.status != "completed":
+                refund_in(s, [video_id], self._clock())  # it never produced its seconds (no-op if refunded)
             self._audit.append_in(s, "video.delete", actor=owner_id, target=video_id)
         self._blobs.delete_prefix(output_prefix(video_id))
         self._blobs.delete_prefix(input_prefix(video_id))
@@ -284,8 +300,10 @@ class VideoService:
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _check_prompt(self, owner_id: str, action: str, prompt: str) -> None:
-        """Empty, too long, or refused by the moderation policy (recorded) -> 400 naming ``prompt``."""
+    def _check_prompt(self, principal: Principal, action: str, prompt: str) -> None:
+        """Paused -> 503; empty, too long, or refused by the moderation policy (recorded) -> 400."""
+        if self._pause is not None:
+            self._pause.check_generation(principal)
         if not prompt.strip():
             raise InvalidRequest("Invalid value for 'prompt': it is empty.", param="prompt", code="invalid_value")
         if len(prompt) > self._limits.max_prompt_chars:
@@ -294,7 +312,7 @@ class VideoService:
                 param="prompt",
                 code="invalid_value",
             )
-        self._guard.check(owner_id, action, prompt)
+        self._guard.check(principal.id, action, prompt)
 
     def _model(self, name: str | None) -> ModelSpec:
         try:
@@ -331,7 +349,7 @@ class VideoService:
     def _row(
         self,
         video_id: str,
-        owner_id: str,
+        principal: Principal,
         kind: str,
         task: str,
         spec: ModelSpec,
@@ -341,7 +359,9 @@ class VideoService:
     ) -> VideoRow:
         return VideoRow(
             id=video_id,
-            owner_id=owner_id,
+            owner_id=principal.id,
+            key_id=principal.key_id,
+            cohort=principal.cohort,
             kind=kind,
             task=task,
             model=spec.name,
@@ -361,13 +381,17 @@ class VideoService:
             attempts=0,
         )
 
-    def _enqueue(self, row: VideoRow, inputs: dict[str, bytes]) -> VideoRow:
-        """Write inputs, then the row; if the row cannot be written, remove the inputs again."""
+    def _enqueue(self, principal: Principal, row: VideoRow, inputs: dict[str, bytes]) -> VideoRow:
+        """Write inputs, then admit (quota) and insert the row in one transaction; if that fails,
+        remove the inputs again, so a refused request leaves nothing behind."""
         prefix = input_prefix(row.id)
         try:
             for name, data in inputs.items():
                 self._blobs.put(f"{prefix}/{name}", data)
             with self._sessions.begin() as s:
+                # The seconds this job generates (an extension's new part, not the stitched total).
+                seconds = round(row.num_frames / row.fps, 3)
+                self._admission.admit_in(s, principal, video_id=row.id, seconds=seconds, now=self._clock())
                 s.add(row)
                 # The job id and its settings, never the media; the prompt lives on the row itself.
                 self._audit.append_in(
@@ -389,7 +413,7 @@ class VideoService:
 
     def _enqueue_with_source(
         self,
-        owner_id: str,
+        principal: Principal,
         kind: str,
         task: Task,
         spec: ModelSpec,
@@ -400,7 +424,7 @@ class VideoService:
         clip: DecodedVideo,
     ) -> VideoRow:
         video_id = new_video_id()
-        row = self._row(video_id, owner_id, kind, task, spec, prompt, plan, params)
+        row = self._row(video_id, principal, kind, task, spec, prompt, plan, params)
         row.source_video_id = src_row.id if src_row else None
         row.input_video_key = f"{input_prefix(video_id)}/source.mp4"
         if src_row is not None and src_row.video_key:
@@ -410,7 +434,7 @@ class VideoService:
             # uploader's container metadata (GPS, device, names) is not kept.
             data = encode_mp4(clip.frames, max(1, round(clip.fps)))
         row.params = {**row.params, "source_frames": int(clip.frames.shape[0]), "source_fps": float(clip.fps)}
-        return self._enqueue(row, {"source.mp4": data})
+        return self._enqueue(principal, row, {"source.mp4": data})
 
     def _completed(self, owner_id: str, video_id: str, action: str) -> VideoRow:
         row = self.get(owner_id, video_id)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from kinema.api.deps import ContainerDep, CurrentPrincipal, VideoServiceDep
+from kinema.api.deps import ContainerDep, VideoServiceDep, VideosRead, VideosWrite
 from kinema.api.v1.videos import serving
 from kinema.api.v1.videos.protocol import (
     CreateVideoBody,
@@ -41,18 +41,18 @@ def _body_doc(model: type[Any], files: tuple[str, ...] = ()) -> dict[str, Any]:
 
 @router.post("", response_model=Video, openapi_extra=_body_doc(CreateVideoBody, ("input_reference",)))
 async def create_video(
-    request: Request, principal: CurrentPrincipal, videos: VideoServiceDep, container: ContainerDep
+    request: Request, principal: VideosWrite, videos: VideoServiceDep, container: ContainerDep
 ) -> Video:
     """Queue a video: text-to-video, or image-to-video with ``input_reference``."""
     body, uploads = await serving.read(
         request, CreateVideoBody, frozenset({"input_reference"}), container.settings.max_upload_bytes
     )
-    return Video.from_row(await run_in_threadpool(videos.create, principal.id, serving.create_request(body, uploads)))
+    return Video.from_row(await run_in_threadpool(videos.create, principal, serving.create_request(body, uploads)))
 
 
 @router.get("", response_model=VideoList)
 def list_videos(
-    principal: CurrentPrincipal,
+    principal: VideosRead,
     videos: VideoServiceDep,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -68,25 +68,25 @@ def list_videos(
 
 @router.post("/edits", response_model=Video, openapi_extra=_body_doc(EditBody, ("video",)))
 async def edit_video(
-    request: Request, principal: CurrentPrincipal, videos: VideoServiceDep, container: ContainerDep
+    request: Request, principal: VideosWrite, videos: VideoServiceDep, container: ContainerDep
 ) -> Video:
     """Queue a video-to-video edit of a completed video or an uploaded clip."""
     body, uploads = await serving.read(request, EditBody, frozenset({"video"}), container.settings.max_upload_bytes)
-    return Video.from_row(await run_in_threadpool(videos.edit, principal.id, serving.edit_request(body, uploads)))
+    return Video.from_row(await run_in_threadpool(videos.edit, principal, serving.edit_request(body, uploads)))
 
 
 @router.post("/extensions", response_model=Video, openapi_extra=_body_doc(ExtendBody, ("video",)))
 async def extend_video(
-    request: Request, principal: CurrentPrincipal, videos: VideoServiceDep, container: ContainerDep
+    request: Request, principal: VideosWrite, videos: VideoServiceDep, container: ContainerDep
 ) -> Video:
     """Queue an extension that continues a clip from its last frame."""
     body, uploads = await serving.read(request, ExtendBody, frozenset({"video"}), container.settings.max_upload_bytes)
-    return Video.from_row(await run_in_threadpool(videos.extend, principal.id, serving.extend_request(body, uploads)))
+    return Video.from_row(await run_in_threadpool(videos.extend, principal, serving.extend_request(body, uploads)))
 
 
 @router.get("/{video_id}", response_model=Video)
 def retrieve_video(
-    video_id: str, principal: CurrentPrincipal, videos: VideoServiceDep, response: Response, container: ContainerDep
+    video_id: str, principal: VideosRead, videos: VideoServiceDep, response: Response, container: ContainerDep
 ) -> Video:
     """One video; ``openai-poll-after-ms`` tells ``create_and_poll`` how long to wait."""
     response.headers["openai-poll-after-ms"] = str(container.settings.poll_after_ms)
@@ -94,7 +94,7 @@ def retrieve_video(
 
 
 @router.delete("/{video_id}", response_model=VideoDeleted)
-def delete_video(video_id: str, principal: CurrentPrincipal, videos: VideoServiceDep) -> VideoDeleted:
+def delete_video(video_id: str, principal: VideosWrite, videos: VideoServiceDep) -> VideoDeleted:
     """Delete a video and every file it produced."""
     videos.delete(principal.id, video_id)
     return VideoDeleted(id=video_id)
@@ -107,7 +107,7 @@ def delete_video(video_id: str, principal: CurrentPrincipal, videos: VideoServic
 )
 def download_content(
     video_id: str,
-    principal: CurrentPrincipal,
+    principal: VideosRead,
     videos: VideoServiceDep,
     container: ContainerDep,
     variant: Literal["video", "thumbnail", "spritesheet"] = "video",
@@ -129,14 +129,14 @@ def download_content(
 
 @router.post("/{video_id}/remix", response_model=Video, openapi_extra=_body_doc(RemixBody))
 async def remix_video(
-    video_id: str, request: Request, principal: CurrentPrincipal, videos: VideoServiceDep, container: ContainerDep
+    video_id: str, request: Request, principal: VideosWrite, videos: VideoServiceDep, container: ContainerDep
 ) -> Video:
     """Queue the same settings as a completed video with a new prompt."""
     body, _ = await serving.read(request, RemixBody, frozenset(), container.settings.max_upload_bytes)
-    return Video.from_row(await run_in_threadpool(videos.remix, principal.id, video_id, body.prompt, body.options()))
+    return Video.from_row(await run_in_threadpool(videos.remix, principal, video_id, body.prompt, body.options()))
 
 
 @router.post("/{video_id}/cancel", response_model=Video)
-def cancel_video(video_id: str, principal: CurrentPrincipal, videos: VideoServiceDep) -> Video:
+def cancel_video(video_id: str, principal: VideosWrite, videos: VideoServiceDep) -> Video:
     """Cancel (Kinema extra): the video ends ``failed`` with error code ``cancelled``."""
     return Video.from_row(videos.cancel(principal.id, video_id))

@@ -1,0 +1,156 @@
+"""/v1/auth (sign-up with an invite, login, logout), /v1/me, /v1/keys and /v1/alerts. Thin routes."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from kinema.api.deps import (
+    SESSION_COOKIE,
+    ClientDep,
+    ContainerDep,
+    CurrentPrincipal,
+    KeysRead,
+    KeysWrite,
+    SessionPrincipal,
+)
+from kinema.api.v1.accounts.protocol import (
+    Alert,
+    AlertList,
+    ApiKey,
+    ApiKeyCreated,
+    ApiKeyList,
+    KeyCreateBody,
+    LoginBody,
+    Me,
+    PasswordBody,
+    Session,
+    SignupBody,
+    User,
+)
+from kinema.container import Container
+from kinema.services.accounts import NewSession
+
+router = APIRouter(prefix="/v1", tags=["accounts"])
+
+
+def _set_session_cookie(request: Request, response: Response, container: Container, new: NewSession) -> None:
+    secure = container.settings.session_cookie_secure
+    if secure is None:
+        secure = request.url.scheme == "https"
+    response.set_cookie(
+        SESSION_COOKIE,
+        new.cookie,
+        httponly=True,
+        secure=secure,
+        samesite="lax",
+        path="/",
+        max_age=int(container.settings.session_absolute_seconds),
+    )
+
+
+@router.post("/auth/signup", response_model=User, status_code=201)
+async def signup(body: SignupBody, container: ContainerDep, client: ClientDep) -> User:
+    """Create an account with a single-use invite code bound to this email."""
+    container.ratelimiter.check_anonymous("signup", client.ip)
+    row = await run_in_threadpool(container.accounts.accept_invite, body.invite_code, body.email, body.password)
+    return User.from_row(row)
+
+
+@router.post("/auth/login", response_model=Session)
+async def login(
+    body: LoginBody, request: Request, response: Response, container: ContainerDep, client: ClientDep
+) -> Session:
+    """Sign in: a new session id every time (any session this browser had is ended) and a CSRF token."""
+    container.ratelimiter.check_anonymous("login", client.ip)
+    new = await run_in_threadpool(
+        container.accounts.login, body.email, body.password, replaces=request.cookies.get(SESSION_COOKIE), ip=client.ip
+    )
+    _set_session_cookie(request, response, container, new)
+    return Session(user=User.from_row(new.user), csrf_token=new.csrf_token)
+
+
+@router.post("/auth/logout", status_code=204)
+def logout(request: Request, principal: SessionPrincipal, container: ContainerDep) -> Response:
+    """End this browser session."""
+    container.accounts.logout(request.cookies.get(SESSION_COOKIE, ""))
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.post("/me/password", response_model=Session)
+async def change_password(
+    body: PasswordBody, request: Request, response: Response, principal: SessionPrincipal, container: ContainerDep
+) -> Session:
+    """Change your password: every session ends, and this browser gets a new one."""
+    accounts = container.accounts
+    await run_in_threadpool(accounts.change_password, principal.id, body.current_password, body.new_password)
+    user = accounts.get_user(principal.id)
+    new = await run_in_threadpool(accounts.login, user.email, body.new_password)
+    _set_session_cookie(request, response, container, new)
+    return Session(user=User.from_row(new.user), csrf_token=new.csrf_token)
+
+
+@router.get("/me", response_model=Me)
+def me(request: Request, principal: CurrentPrincipal, container: ContainerDep) -> Me:
+    """Who you are, how you authenticated, your scopes, limits and current usage."""
+    user = container.accounts.get_user(principal.id)
+    csrf = None
+    if principal.via == "session":
+        _, csrf = container.accounts.session_principal(request.cookies.get(SESSION_COOKIE, ""))
+    return Me(
+        user=User.from_row(user),
+        via=principal.via,
+        key_id=principal.key_id,
+        scopes=sorted(principal.scopes),
+        usage=container.usage(principal),
+        csrf_token=csrf,
+    )
+
+
+@router.post("/keys", response_model=ApiKeyCreated, status_code=201)
+def create_key(body: KeyCreateBody, principal: KeysWrite, container: ContainerDep) -> ApiKeyCreated:
+    """A new API key for yourself; the secret is in this response only."""
+    new = container.keys.create(
+        principal.id,
+        body.name,
+        scopes=body.scopes,
+        expires_in=body.expires_in,
+        ip_allowlist=body.ip_allowlist,
+        granted_by=principal,
+    )
+    return ApiKeyCreated(**ApiKey.from_row(new.row, time.time()).model_dump(), key=new.secret)
+
+
+@router.get("/keys", response_model=ApiKeyList)
+def list_keys(principal: KeysRead, container: ContainerDep) -> ApiKeyList:
+    """Your API keys (never their secrets), newest first."""
+    now = time.time()
+    return ApiKeyList(data=[ApiKey.from_row(r, now) for r in container.keys.list(principal.id)])
+
+
+@router.get("/keys/{key_id}", response_model=ApiKey)
+def get_key(key_id: str, principal: KeysRead, container: ContainerDep) -> ApiKey:
+    """One of your API keys."""
+    return ApiKey.from_row(container.keys.get(principal.id, key_id), time.time())
+
+
+@router.delete("/keys/{key_id}", response_model=ApiKey)
+def revoke_key(key_id: str, principal: KeysWrite, container: ContainerDep) -> ApiKey:
+    """Revoke one of your API keys for good."""
+    return ApiKey.from_row(container.keys.revoke(principal.id, principal.id, key_id), time.time())
+
+
+@router.get("/alerts", response_model=AlertList)
+def list_alerts(principal: KeysRead, container: ContainerDep, unread: bool = False) -> AlertList:
+    """Security alerts for you, e.g. a key of yours suspended for looking shared; newest first."""
+    return AlertList(data=[Alert.from_row(r) for r in container.accounts.alerts(principal.id, unread_only=unread)])
+
+
+@router.post("/alerts/{alert_id}/read", response_model=Alert)
+def mark_alert_read(alert_id: str, principal: KeysRead, container: ContainerDep) -> Alert:
+    """Mark one of your alerts read."""
+    return Alert.from_row(container.accounts.mark_alert_read(principal.id, alert_id))
