@@ -35,7 +35,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 import openai  # noqa: E402
-from tests.conftest import TOKEN, start_server  # noqa: E402
+from tests.conftest import start_server  # noqa: E402
 
 from kinema.engine.base import GenerationRequest  # noqa: E402
 from kinema.engine.registry import builtin_registry  # noqa: E402
@@ -134,7 +134,7 @@ def main() -> None:
             KINEMA_POLL_SECONDS="0.05",
         )
         try:
-            client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=TOKEN, max_retries=0)
+            client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=server.api_key, max_retries=0)
             service = {name: service_seconds(client, s, steps, args.jobs) for name, (s, steps) in CASES.items()}
         finally:
             server.stop()

@@ -13,6 +13,7 @@ import click
 from pydantic import ValidationError
 
 from kinema.cli_accounts import admin, ensure_dev_account, keys
+from kinema.cli_report import report
 from kinema.config import Settings, load_settings
 
 MINIATURE_WARNING = (
@@ -327,6 +328,7 @@ def pull(model: str, tasks: tuple[str, ...]) -> None:
 
 main.add_command(admin)
 main.add_command(keys)
+main.add_command(report)
 
 if __name__ == "__main__":
     sys.exit(main())

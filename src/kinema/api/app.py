@@ -13,6 +13,7 @@ from kinema.api.body import body_limit
 from kinema.api.errors import install_error_handlers
 from kinema.api.v1.accounts.router import router as accounts_router
 from kinema.api.v1.admin.router import router as admin_router
+from kinema.api.v1.admin.transparency import router as transparency_router
 from kinema.api.v1.provenance.router import router as provenance_router
 from kinema.api.v1.videos.router import router as videos_router
 from kinema.container import Container
@@ -45,4 +46,5 @@ def create_app(container: Container, *, workers: int = 0) -> FastAPI:
     app.include_router(provenance_router)
     app.include_router(accounts_router)
     app.include_router(admin_router)
+    app.include_router(transparency_router)
     return app

@@ -114,6 +114,7 @@ def upgrade() -> None:
         sa.Column("reason", sa.String(256), nullable=True),
         sa.Column("hold_running", sa.Boolean(), nullable=False),
     )
+    op.create_index("ix_audit_log_at", "audit_log", ["at"])  # the transparency report reads by time
     with op.batch_alter_table("videos", schema=None) as batch_op:
         batch_op.add_column(sa.Column("key_id", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("cohort", sa.String(length=64), nullable=True))
@@ -125,6 +126,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_videos_key_id"))
         batch_op.drop_column("cohort")
         batch_op.drop_column("key_id")
+    op.drop_index("ix_audit_log_at", table_name="audit_log")
     for table in (
         "pauses",
         "usage_charges",
