@@ -59,7 +59,7 @@ def test_pause_keeps_queued_jobs_and_lets_the_running_one_finish(db_url: str, ki
     server = kinema_server(db_url, workers=1, KINEMA_PAUSE_RETRY_AFTER_SECONDS=str(RETRY_AFTER))
     admin_key = provision(server.data_dir, server.db_url, "admin@example.com", role="admin")
     client = client_for(server)
-    running = client.videos.create(prompt="the long one", seconds="4", extra_body=SLOW)
+    running = client.videos.create(prompt="the long one", seconds="2", extra_body=SLOW)
     queued = [client.videos.create(prompt=f"waiting {i}", seconds="1", extra_body=FAST) for i in range(3)]
     wait_for(lambda: client.videos.retrieve(running.id).status == "in_progress", 60, "the first job to start")
 
@@ -80,7 +80,7 @@ def test_pause_keeps_queued_jobs_and_lets_the_running_one_finish(db_url: str, ki
     # The running job finishes; the queued ones are not started.
     wait_for(lambda: client.videos.retrieve(running.id).status == "completed", 120, "the running job to finish")
     assert client.videos.download_content(running.id).read()[4:8] == b"ftyp"
-    time.sleep(1.5)  # dozens of idle worker polls
+    time.sleep(1.0)  # twenty idle worker polls
     assert [(v.status, v.progress) for v in map(client.videos.retrieve, (q.id for q in queued))] == [("queued", 0)] * 3
 
     assert admin(server, admin_key, "resume") == []
@@ -108,11 +108,11 @@ def test_pause_with_hold_running_stops_a_running_job_until_resume(db_url: str, k
     held = client.videos.retrieve(video.id)
     assert held.status == "in_progress" and held.progress < 90, "finished denoising before the pause took hold"
     samples = []
-    for _ in range(5):
+    for _ in range(4):
         time.sleep(0.5)
         v = client.videos.retrieve(video.id)
         samples.append((v.status, v.progress))
-    assert samples == [("in_progress", held.progress)] * 5  # not a single step while held
+    assert samples == [("in_progress", held.progress)] * 4  # not a single step while held
 
     admin(server, admin_key, "resume")
     wait_for(lambda: client.videos.retrieve(video.id).progress > held.progress, 30, "the job to move again")
