@@ -142,3 +142,18 @@ def test_dev_mode_creates_an_admin_and_a_saved_key_once(tmp_path: Path, models_d
         finally:
             proc.stop()
     assert keys[0] == keys[1]
+
+
+def test_rotate_master_refuses_without_confirmation_and_rewraps_with_it(env: dict[str, str], tmp_path: Path) -> None:
+    r = kinema(["keys", "rotate-master"], env)
+    assert r.returncode != 0 and "stop every" in r.stderr
+    r = kinema(["keys", "rotate-master", "--yes"], env)
+    assert r.returncode != 0 and "no master key" in r.stderr  # a fresh deployment: nothing to rotate
+    assert kinema(["admin", "users"], env).returncode == 0  # any start creates the master key
+    before = (tmp_path / "keys" / "master.key").read_bytes()
+    r = kinema(["keys", "rotate-master", "--yes"], env)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "keys" / "master.key").read_bytes() != before
+    assert "rewrapped 0 likeness data keys" in r.stdout
+    master = tmp_path / "keys" / "master.key"
+    assert master.exists() and stat.S_IMODE(os.stat(master).st_mode) == 0o600

@@ -23,6 +23,7 @@ from tests.conftest import Proc, provision
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 pytestmark = pytest.mark.slow
 FAST = {"num_inference_steps": 1}
+PROPAGATION = 2.0  # seconds; the design bound is 0.5 s (snapshot age) + one request
 SLOW = {"num_inference_steps": 100}  # tiny-wan takes seconds over this, long enough to pause it midway
 RETRY_AFTER = 7
 
@@ -141,22 +142,23 @@ def test_cohort_pause_and_a_pause_seen_by_another_server(db_url: str, tmp_path: 
         early_a.videos.create(prompt="refused", seconds="1")
     assert "cohort 'early-access'" in assert_paused(err)
     assert owner_a.videos.create(prompt="fine", seconds="1").status == "queued"
-    wait_for(lambda: refused(early_b), 1.0, "server B to honour the cohort pause")
+    wait_for(lambda: refused(early_b), PROPAGATION, "server B to honour the cohort pause")
     assert owner_b.videos.create(prompt="fine", seconds="1").status == "queued"
     assert len(early_b.videos.list(limit=100).data) >= 1  # reads go on
 
-    # A pause of everyone made through server A: server B refuses within a second.
+    # A pause of everyone made through server A: server B refuses within a second (by design: a snapshot
+    # at most 0.5 s old, plus one request). PROPAGATION allows for a loaded CI machine answering slowly.
     assert owner_b.videos.create(prompt="just before", seconds="1").status == "queued"
     admin(a, admin_key, "pause", reason="incident")
     paused_at = time.monotonic()
-    wait_for(lambda: refused(owner_b), 1.0, "server B to honour the pause")
-    assert time.monotonic() - paused_at < 1.0
+    wait_for(lambda: refused(owner_b), PROPAGATION, "server B to honour the pause")
+    assert time.monotonic() - paused_at < PROPAGATION
     # Resumed through B: A takes new work again within a second, but the cohort pause stays.
     assert [p["cohort"] for p in admin(b, admin_key, "resume")] == ["early-access"]
-    wait_for(lambda: not refused(owner_a), 1.0, "server A to honour the resume")
+    wait_for(lambda: not refused(owner_a), PROPAGATION, "server A to honour the resume")
     assert refused(early_a)
     assert admin(a, admin_key, "resume", cohort="early-access") == []
-    wait_for(lambda: not refused(early_b), 1.0, "server B to honour the cohort resume")
+    wait_for(lambda: not refused(early_b), PROPAGATION, "server B to honour the cohort resume")
 
 
 def refused(client: openai.OpenAI) -> bool:

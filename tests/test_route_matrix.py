@@ -28,8 +28,10 @@ from tests.conftest import Proc, provision
 
 pytestmark = pytest.mark.slow
 
-PUBLIC = {("POST", "/v1/auth/signup"), ("POST", "/v1/auth/login")}
+PUBLIC = {("POST", "/v1/auth/signup"), ("POST", "/v1/auth/login"), ("GET", "/v1/policy/retention")}
 FAST = {"num_inference_steps": 1}
+# A valid body where the route validates one before it looks the object up (else: {"prompt": ...}).
+BODIES = {"/v1/videos/characters/{character_id}/permissions": {"visibility": "everyone"}}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,9 @@ def test_admin_routes_deny_by_default_and_others_declare_a_scope(routes: list[tu
         elif (method, path) not in PUBLIC and path not in ("/v1/auth/logout", "/v1/me/password", "/v1/me"):
             scopes = [getattr(c, "required_scope", None) for c in calls]
             assert any(scopes), f"{method} {path} declares no scope"
-            if path.startswith("/v1/videos") and method != "GET":
+            if path.startswith("/v1/videos/characters") and method != "GET":
+                assert "characters:write" in scopes, f"{method} {path} changes a likeness without characters:write"
+            elif path.startswith("/v1/videos") and method != "GET":
                 assert "videos:write" in scopes, f"{method} {path} changes videos without videos:write"
 
 
@@ -87,6 +91,7 @@ def test_every_id_route_hides_other_users_objects(
     alice = server.api_key
     bob = provision(server.data_dir, server.db_url, "bob@example.com")
     a = _client(server, alice)
+    a_key = alice
 
     video = a.videos.create_and_poll(prompt="alice's kite", seconds="1", extra_body=FAST)
     assert video.status == "completed"
@@ -94,7 +99,8 @@ def test_every_id_route_hides_other_users_objects(
     key_id = httpx.get(f"{server.base_url}/v1/keys", headers=a_auth).json()["data"][0]["id"]
     alert_id = _insert_alert(server, key_id)
 
-    objects = {"video_id": video.id, "key_id": key_id, "alert_id": alert_id}
+    character_id = _enrol_alice(server, a_key)
+    objects = {"video_id": video.id, "key_id": key_id, "alert_id": alert_id, "character_id": character_id}
     b_auth = {"Authorization": f"Bearer {bob}"}
     checked = []
     for method, path, _ in routes:
@@ -104,11 +110,12 @@ def test_every_id_route_hides_other_users_objects(
         missing = [p for p in params if p not in objects]
         assert not missing, f"{method} {path}: no factory for {missing}; add one to this test"
         url = server.base_url + path.format(**objects)
-        r = httpx.request(method, url, headers=b_auth, json={"prompt": "matrix"} if method == "POST" else None)
+        body = BODIES.get(path, {"prompt": "matrix"}) if method == "POST" else None
+        r = httpx.request(method, url, headers=b_auth, json=body)
         assert r.status_code == 404, f"{method} {path}: {r.status_code} {r.text}"
         assert r.json()["error"]["code"] == "not_found", f"{method} {path}: {r.text}"
         checked.append((method, path))
-    assert len(checked) >= 8, checked
+    assert len(checked) >= 15, checked
     # Ids in a body rather than the path: edits and extensions of another user's video.
     for path in ("/v1/videos/edits", "/v1/videos/extensions"):
         body = {"prompt": "matrix", "video": {"id": video.id}, "seconds": "1"}
@@ -123,6 +130,16 @@ def test_every_id_route_hides_other_users_objects(
     assert httpx.get(f"{server.base_url}/v1/keys/{key_id}", headers=a_auth).json()["status"] == "active"
     alerts = httpx.get(f"{server.base_url}/v1/alerts", headers=a_auth).json()["data"]
     assert [x["id"] for x in alerts] == [alert_id] and alerts[0]["read_at"] is None
+    assert a.videos.get_character(character_id).name == "alice"
+
+
+def _enrol_alice(server: Proc, key: str) -> str:
+    """Alice's own likeness (real face photos), enrolled through the API as a person would."""
+    from tests.test_likeness_e2e import _enrol, _photos_present
+
+    if not _photos_present():
+        pytest.skip("face test photographs not found (set KINEMA_TEST_FACES)")
+    return str(_enrol(server, key, "alice").id)
 
 
 def _insert_alert(server: Proc, key_id: str) -> str:
@@ -179,7 +196,12 @@ def test_every_other_route_needs_credentials(
     routes: list[tuple[str, str, RouteContext]], tmp_path: Path, kinema_server
 ) -> None:  # type: ignore[no-untyped-def]
     server = kinema_server(f"sqlite:///{tmp_path / 'k.db'}", workers=0)
-    fill = {"video_id": "video_" + "0" * 32, "key_id": "key_" + "0" * 24, "alert_id": "alert_" + "0" * 24}
+    fill = {
+        "video_id": "video_" + "0" * 32,
+        "key_id": "key_" + "0" * 24,
+        "alert_id": "alert_" + "0" * 24,
+        "character_id": "char_" + "0" * 24,
+    }
     for method, path, _ in routes:
         if path.startswith("/v1/admin/") or (method, path) in PUBLIC:
             continue

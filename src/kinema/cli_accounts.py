@@ -191,7 +191,7 @@ def resume(cohort: str | None) -> None:
 
 @click.group()
 def keys() -> None:
-    """Per-user API keys (acts on the database directly)."""
+    """Per-user API keys, and the likeness master key (acts on the database directly)."""
 
 
 @keys.command("create")
@@ -240,6 +240,29 @@ def keys_list(user: str | None) -> None:
                 f"{r.id}  {r.hint}...  {r.name}  owner={r.owner_id}  {state}  scopes={','.join(r.scopes)}  "
                 f"last used {_when(r.last_used_at)}"
             )
+
+
+@keys.command("rotate-master")
+@click.option("--yes", is_flag=True, help="Confirm that every kinema serve and worker process is stopped.")
+def keys_rotate_master(yes: bool) -> None:
+    """Rewrap every likeness data key under a new master key (stop all Kinema processes first)."""
+    from kinema.crypto import SqliteDataKeyStore, rotate_master_key_file
+
+    if not yes:
+        raise click.ClickException(
+            "stop every `kinema serve` and `kinema worker` first (a running one holds the old master key), "
+            "then run again with --yes"
+        )
+    from kinema.crypto import CryptoError
+
+    s = _settings()
+    if not s.resolved_master_key.exists():
+        raise click.ClickException(f"no master key at {s.resolved_master_key} yet (Kinema creates it at first start)")
+    try:
+        old, new, n = rotate_master_key_file(s.resolved_master_key, SqliteDataKeyStore(s.resolved_key_store))
+    except CryptoError as exc:
+        raise click.ClickException(f"rotation refused: {exc}") from None
+    click.echo(f"rewrapped {n} likeness data keys: master {old} -> {new}")
 
 
 @keys.command("revoke")

@@ -155,6 +155,33 @@ class Settings(BaseSettings):
     keyguard_ipv4_prefix: int = Field(24, ge=8, le=32, description="IPv4 addresses in one /N count as one network.")
     keyguard_ipv6_prefix: int = Field(48, ge=16, le=128, description="IPv6 addresses in one /N count as one network.")
 
+    # -- likenesses (characters) --
+    likeness_master_key: Path | None = Field(
+        None,
+        description="AES-256 master key file (32 raw bytes, mode 0600) that wraps every likeness's data key; "
+        "created at first start. Default `<data_dir>/keys/master.key`.",
+    )
+    likeness_key_store: Path | None = Field(
+        None,
+        description="SQLite store of wrapped likeness data keys (secure-delete; keep it out of backups: deleting "
+        "a key here is what makes a deleted likeness unreadable everywhere). Default `<data_dir>/keys/datakeys.db`.",
+    )
+    face_models_dir: Path | None = Field(
+        None, description="Folder with dlib's face model files. Default: the `face-recognition-models` package."
+    )
+    likeness_retention_days: int = Field(
+        365, ge=1, le=3650, description="A likeness is deleted this many days after its last use (never unlimited)."
+    )
+    likeness_revoked_retention_days: int = Field(
+        30, ge=0, le=365, description="A revoked likeness is deleted this many days after revocation."
+    )
+    challenge_ttl_seconds: float = Field(300, gt=0, description="How long an enrolment challenge stays valid.")
+    unknown_faces: Literal["refuse", "allow"] = Field(
+        "refuse",
+        description="Uploads (input_reference, edits) showing a realistic face that matches no likeness: `refuse` "
+        "(default) unless it is the requester's own likeness, or `allow`.",
+    )
+
     # -- pause switch --
     pause_hold_running: bool = Field(
         False,
@@ -214,6 +241,16 @@ class Settings(BaseSettings):
     def resolved_provenance_dir(self) -> Path:
         """Where the signing identity and job-reference secret live."""
         return self.provenance_dir or self.data_dir / "provenance"
+
+    @property
+    def resolved_master_key(self) -> Path:
+        """The likeness master key file."""
+        return self.likeness_master_key or self.data_dir / "keys" / "master.key"
+
+    @property
+    def resolved_key_store(self) -> Path:
+        """The likeness data-key store."""
+        return self.likeness_key_store or self.data_dir / "keys" / "datakeys.db"
 
     @property
     def resolved_models_dir(self) -> Path:

@@ -19,21 +19,26 @@ from kinema.audit.checkpoint import CheckpointSigner
 from kinema.audit.log import AuditLog
 from kinema.blobs import BlobStore, LocalBlobStore
 from kinema.config import Settings
+from kinema.crypto import SqliteDataKeyStore, open_file_vault
 from kinema.db.session import make_engine, make_session_factory, upgrade_to_head
 from kinema.engine.registry import ModelRegistry, builtin_specs
 from kinema.engine.runtime import Engine
+from kinema.faces import FaceAnalyzer
 from kinema.moderation.checker import Moderator
 from kinema.moderation.policy import load_policy
 from kinema.queue.store import JobQueue
 from kinema.queue.worker import Wakeup, Worker
 from kinema.services.accounts import AccountService, DefaultLimits, PasswordPolicy
 from kinema.services.auth import Principal
+from kinema.services.characters import CharacterService
+from kinema.services.characters import UploadLimits as CharacterUploads
 from kinema.services.generation import GenerationRunner
 from kinema.services.keyguard import KeyGuard
 from kinema.services.keys import KeyService
 from kinema.services.moderation import PromptGuard
 from kinema.services.netaddr import parse_networks
 from kinema.services.pause import PauseService
+from kinema.services.privacy import PrivacyService
 from kinema.services.provenance import ProvenanceService
 from kinema.services.quotas import Admission, RateLimiter, usage
 from kinema.services.verification import VerificationService
@@ -85,6 +90,8 @@ class Container:
     ratelimiter: RateLimiter
     pause: PauseService
     trusted_proxies: tuple[Any, ...]
+    characters: CharacterService
+    privacy: PrivacyService
     wakeup: Wakeup = field(default_factory=Wakeup)
     metrics: Any = None  # prometheus CollectorRegistry, set by create_app
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -122,6 +129,24 @@ class Container:
         policy = load_policy(settings.moderation_policy)  # a broken policy file stops the start here
         guard = PromptGuard(sessions, policy, Moderator(policy), audit)
         pause = PauseService(sessions, audit, retry_after=settings.pause_retry_after_seconds)
+        vault = open_file_vault(settings.resolved_master_key, SqliteDataKeyStore(settings.resolved_key_store))
+        characters = CharacterService(
+            sessions,
+            blobs,
+            vault,
+            FaceAnalyzer(settings.face_models_dir),
+            audit,
+            uploads=CharacterUploads(
+                max_bytes=settings.max_upload_bytes,
+                max_pixels=settings.max_video_pixels,
+                max_frames=settings.max_video_frames,
+                max_seconds=settings.max_video_seconds,
+                max_total_pixels=settings.max_video_total_pixels,
+            ),
+            challenge_ttl_seconds=settings.challenge_ttl_seconds,
+            max_retention_days=settings.likeness_retention_days,
+            unknown_faces=settings.unknown_faces,
+        )
         videos = VideoService(
             sessions,
             blobs,
@@ -132,10 +157,19 @@ class Container:
             on_enqueue=wakeup.notify,
             admission=Admission(),
             pause=pause,
+            characters=characters,
         )
         provenance = build_provenance(settings)
         runner = GenerationRunner(
-            sessions, queue, blobs, registry, engine, provenance, visible_label=settings.visible_label, pause=pause
+            sessions,
+            queue,
+            blobs,
+            registry,
+            engine,
+            provenance,
+            visible_label=settings.visible_label,
+            pause=pause,
+            characters=characters,
         )
         verification = VerificationService(sessions, provenance, settings.max_upload_bytes)
         accounts = AccountService(
@@ -188,6 +222,8 @@ class Container:
             RateLimiter(storage),
             pause,
             parse_networks(settings.trusted_proxies),
+            characters,
+            PrivacyService(sessions, blobs, videos, characters, audit),
             wakeup,
         )
 
@@ -208,6 +244,32 @@ class Container:
             progress_interval=s.progress_interval_seconds,
             wakeup=self.wakeup,
         )
+
+    def sweep(self) -> list[str]:
+        """Enforce the retention policy once: delete likenesses past their retention."""
+        s = self.settings
+        return self.characters.sweep(
+            last_use_days=s.likeness_retention_days, revoked_days=s.likeness_revoked_retention_days
+        )
+
+    def _sweep_forever(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                gone = self.sweep()
+                if gone:
+                    log.info("retention: deleted %d likeness(es)", len(gone))
+            except Exception:  # the next round tries again
+                log.exception("retention sweep failed")
+
+    def start_sweeper(self, interval: float = 3600.0) -> None:
+        """Run the retention sweep now, then every ``interval`` seconds until :meth:`stop_workers`."""
+        try:
+            self.sweep()
+        except Exception:
+            log.exception("retention sweep failed")
+        t = threading.Thread(target=self._sweep_forever, args=(interval,), name="kinema-sweeper", daemon=True)
+        t.start()
+        self._threads.append(t)
 
     def start_workers(self, count: int) -> None:
         """Run ``count`` worker threads until :meth:`stop_workers`."""

@@ -14,6 +14,8 @@ from kinema.api.errors import install_error_handlers
 from kinema.api.v1.accounts.router import router as accounts_router
 from kinema.api.v1.admin.router import router as admin_router
 from kinema.api.v1.admin.transparency import router as transparency_router
+from kinema.api.v1.characters.router import router as characters_router
+from kinema.api.v1.policy import router as policy_router
 from kinema.api.v1.provenance.router import router as provenance_router
 from kinema.api.v1.videos.router import router as videos_router
 from kinema.container import Container
@@ -25,6 +27,7 @@ def create_app(container: Container, *, workers: int = 0) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         container.start_workers(workers)
+        container.start_sweeper()
         try:
             yield
         finally:
@@ -42,9 +45,11 @@ def create_app(container: Container, *, workers: int = 0) -> FastAPI:
     app.state.container = container
     install_error_handlers(app)
     app.include_router(ops.router)
+    app.include_router(characters_router)  # before videos: /v1/videos/characters is not a video id
     app.include_router(videos_router)
     app.include_router(provenance_router)
     app.include_router(accounts_router)
     app.include_router(admin_router)
+    app.include_router(policy_router)
     app.include_router(transparency_router)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -52,6 +52,8 @@ class VideoRow(Base):
     # which a cohort pause holds back.
     key_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     cohort: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Likenesses this job depicts: permission is checked again when a worker starts it.
+    characters: Mapped[list[str]] = mapped_column(JSON, default=list)
     # Provenance: the opaque job reference in the C2PA manifest, and the 32-bit tag in the watermark.
     provenance_ref: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     watermark_tag: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
@@ -230,3 +232,78 @@ class PauseRow(Base):
     paused_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     reason: Mapped[str | None] = mapped_column(String(256), nullable=True)
     hold_running: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+# -- likenesses (characters) -----------------------------------------------------------------------
+
+
+class CharacterRow(Base):
+    """A likeness: a real person, enrolled by that person, with the permissions they chose.
+
+    The face descriptor and reference crops are stored only as AES-256-GCM ciphertext under the
+    likeness's own data key (see :mod:`kinema.crypto`); ``descriptor`` holds that ciphertext, and the
+    crops are blobs under ``characters/<id>/``.
+    """
+
+    __tablename__ = "characters"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)  # the @name used in prompts
+    kind: Mapped[str] = mapped_column(String(16), default="human")
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | revoked
+    visibility: Mapped[str] = mapped_column(String(16), default="private")  # private | users | everyone
+    allowed_users: Mapped[list[str]] = mapped_column(JSON, default=list)
+    permission_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    restrictions: Mapped[str | None] = mapped_column(Text, nullable=True)
+    descriptor: Mapped[bytes] = mapped_column(LargeBinary)
+    chip_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[float] = mapped_column(Float)
+    last_used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class ConsentRow(Base):
+    """One revision of a likeness's consent. Immutable: a change appends a revision."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    character_id: Mapped[str] = mapped_column(String(64), index=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    revision: Mapped[int] = mapped_column(Integer)
+    text_version: Mapped[str] = mapped_column(String(32))
+    text_sha256: Mapped[str] = mapped_column(String(64))
+    purposes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    retention_days: Mapped[int] = mapped_column(Integer)
+    signature: Mapped[str] = mapped_column(String(128))  # the typed name
+    change: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # what this revision changed
+    created_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ux_consents_revision", "character_id", "revision", unique=True),)
+
+
+class CharacterUseRow(Base):
+    """A job that used a likeness: shown to the person depicted (who, when, prompt, status)."""
+
+    __tablename__ = "character_uses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    character_id: Mapped[str] = mapped_column(String(64), index=True)
+    video_id: Mapped[str] = mapped_column(String(64), index=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    prompt: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class EnrolmentChallengeRow(Base):
+    """A random head movement the enrolment clip must show; valid for a few minutes, used once."""
+
+    __tablename__ = "enrolment_challenges"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    moves: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+    used_at: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -272,6 +272,11 @@ class AccountService:
             raise InvalidRequest("The current password is wrong.", param="current_password", code="wrong_password")
         self.set_password(user_id, new)
 
+    def confirm_password(self, user_id: str, password: str) -> None:
+        """For a destructive request: the user's password, again; :class:`InvalidRequest` if wrong."""
+        if not self._verify(self.get_user(user_id), password):
+            raise InvalidRequest("The password is wrong.", param="password", code="wrong_password")
+
     def _verify(self, user: UserRow | None, password: str) -> bool:
         real = user.password_hash if user is not None else None
         try:

@@ -29,6 +29,7 @@ from kinema.media.previews import make_spritesheet, make_thumbnail
 from kinema.media.video_decode import read_mp4
 from kinema.queue.store import JobQueue, Outputs
 from kinema.queue.worker import JobContext
+from kinema.services.characters import MENTION, CharacterService, LikenessRevoked
 from kinema.services.pause import PauseService
 from kinema.services.provenance import Marks, ProvenanceService
 from kinema.services.videos import output_prefix
@@ -59,8 +60,10 @@ class GenerationRunner:
         *,
         visible_label: str | None = None,
         pause: PauseService | None = None,
+        characters: CharacterService | None = None,
     ) -> None:
         self._pause = pause
+        self._characters = characters
         self._sessions = sessions
         self._queue = queue
         self._blobs = blobs
@@ -77,7 +80,11 @@ class GenerationRunner:
         if row is None:
             return  # deleted between claim and start
         try:
+            if row.characters and self._characters is not None:
+                self._characters.check_job(row)  # a revocation since enqueue stops the job here
             self._run(row, ctx)
+        except LikenessRevoked as exc:
+            self._queue.fail(lease, "likeness_not_permitted", exc.message)
         except Cancelled:
             self._queue.fail(lease, "cancelled", "The video was cancelled.")
         except ModelNotAvailable as exc:
@@ -174,6 +181,9 @@ class GenerationRunner:
         size = (row.width, row.height)
         if row.input_image_key:
             image = _fit(Image.open(io.BytesIO(self._blobs.get(row.input_image_key))).convert("RGB"), size)
+        elif row.characters and row.task == "i2v" and not row.input_video_key and self._characters is not None:
+            # The likeness's reference crop, decrypted in this worker's memory only, is the first frame.
+            image = _fit(self._characters.reference_image(row.characters[0]), size)
         if row.input_video_key:
             clip = read_mp4(self._blobs.get(row.input_video_key))
             if p.get("stitch"):  # an extension, or a remix of one
@@ -186,7 +196,7 @@ class GenerationRunner:
                 video = [_fit(Image.fromarray(f), size) for f in picked]
         request = GenerationRequest(
             task=row.task,  # type: ignore[arg-type]
-            prompt=row.prompt,
+            prompt=MENTION.sub("the person", row.prompt),
             width=row.width,
             height=row.height,
             num_frames=row.num_frames,

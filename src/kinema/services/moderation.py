@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Callable
 
@@ -10,7 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kinema.audit.log import AuditLog
 from kinema.db.models import ModerationRefusalRow
-from kinema.moderation.checker import Moderator
+from kinema.moderation.checker import Moderator, phrase_regex
+from kinema.moderation.normalize import normalize
 from kinema.moderation.policy import Policy
 from kinema.services.errors import InvalidRequest
 
@@ -51,7 +53,18 @@ class PromptGuard:
         verdict = self._moderator.check(prompt)
         if verdict.allowed:
             return
-        category = verdict.category or "unspecified"
+        self._refuse(owner_id, action, prompt, verdict.category or "unspecified")
+
+    def check_restrictions(self, owner_id: str, action: str, prompt: str, restrictions: str) -> None:
+        """A likeness owner's restrictions (phrases separated by commas, semicolons or lines) against a
+        prompt that uses the likeness, matched as the policy matches its terms (evasions included)."""
+        text = normalize(prompt)
+        for phrase in re.split(r"[,;\n]+", restrictions):
+            if phrase.strip() and phrase_regex(phrase.strip()).search(text):
+                self._refuse(owner_id, action, prompt, "likeness_restriction")
+
+    def _refuse(self, owner_id: str, action: str, prompt: str, category: str) -> None:
+        """Record a refusal (the prompt itself only if the category's policy allows) and raise it."""
         keep = self._log_prompt.get(category, False)
         digest = hashlib.sha256(prompt.encode()).hexdigest()
         with self._sessions.begin() as s:

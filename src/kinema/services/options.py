@@ -40,6 +40,7 @@ class CreateVideo:
     seconds: str | None = None
     size: str | None = None
     image: bytes | None = None
+    characters: list[str] = field(default_factory=list)
     """An uploaded first frame (raw bytes, decoded safely by the service)."""
     options: GenerationOptions = field(default_factory=GenerationOptions)
 

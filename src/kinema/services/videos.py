@@ -7,6 +7,7 @@ decoded and checked before any blob or row is written, and the row is inserted l
 
 from __future__ import annotations
 
+import builtins
 import io
 import re
 import secrets
@@ -17,12 +18,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+from PIL import Image
 from sqlalchemy import and_, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from kinema.audit.log import AuditLog
 from kinema.blobs import BlobStore
-from kinema.db.models import VideoRow
+from kinema.db.models import CharacterRow, VideoRow
 from kinema.db.usage import refund_in
 from kinema.engine.base import Task
 from kinema.engine.registry import ModelRegistry, ModelSpec, UnknownModel, UnsupportedRequest
@@ -32,6 +34,7 @@ from kinema.media.images import decode_image
 from kinema.media.video_decode import DecodedVideo, decode_video, read_mp4
 from kinema.services import planning
 from kinema.services.auth import Principal
+from kinema.services.characters import CharacterService
 from kinema.services.errors import (
     Conflict,
     InvalidRequest,
@@ -119,7 +122,9 @@ class VideoService:
         on_enqueue: Callable[[], None] = lambda: None,
         admission: Admission | None = None,
         pause: PauseService | None = None,
+        characters: CharacterService | None = None,
     ) -> None:
+        self._characters = characters
         self._admission = admission or Admission()
         self._pause = pause
         self._on_enqueue = on_enqueue
@@ -136,23 +141,39 @@ class VideoService:
     def create(self, principal: Principal, req: CreateVideo) -> VideoRow:
         """Validate and enqueue a text-to-video (or, with an image, image-to-video) job."""
         self._check_prompt(principal, "create", req.prompt)
+        likenesses = self._likenesses(principal, req.characters, req.prompt)
+        if likenesses and req.image is not None:
+            raise InvalidRequest(
+                "Give either input_reference or a likeness: a likeness's reference image is the first frame.",
+                param="characters",
+                code="unsupported_value",
+            )
         spec = self._model(req.model)
-        task: Task = "i2v" if req.image is not None else "t2v"
-        self._require_task(spec, task, "input_reference" if task == "i2v" else "model")
+        task: Task = "i2v" if req.image is not None or likenesses else "t2v"
+        self._require_task(
+            spec, task, "input_reference" if req.image is not None else "characters" if likenesses else "model"
+        )
         plan = self._plan(spec, req.size, req.seconds, req.options)
         params = self._params(spec, req.options, {})
-        image_png = self._normalise_image(req.image) if req.image is not None else None
+        image_png = None
+        if req.image is not None:
+            image = self._decode_image(req.image)
+            likenesses = self._face_guard(principal, [np.asarray(image.convert("RGB"))], "input_reference", req.prompt)
+            image_png = _png(image)
         video_id = new_video_id()
         inputs = {"input_image.png": image_png} if image_png else {}
         row = self._row(video_id, principal, "create", task, spec, req.prompt, plan, params)
+        row.characters = [c.id for c in likenesses]
         if image_png:
             row.input_image_key = f"{input_prefix(video_id)}/input_image.png"
-        return self._enqueue(principal, row, inputs)
+        return self._enqueue(principal, row, inputs, likenesses)
 
     def remix(self, principal: Principal, source_id: str, prompt: str, options: GenerationOptions) -> VideoRow:
         """Enqueue the source video's job again with a new prompt (and any given options)."""
         self._check_prompt(principal, "remix", prompt)
         src = self._completed(principal.id, source_id, "remix")
+        # The source's likenesses come along, each checked again (a permission may have changed since).
+        likenesses = self._likenesses(principal, list(src.characters or []), prompt)
         spec = self._model(src.model)
         video_id = new_video_id()
         plan = Plan(src.width, src.height, src.num_frames, src.fps, src.seconds)
@@ -168,13 +189,14 @@ class VideoService:
         row = self._row(video_id, principal, "remix", src.task, spec, prompt, plan, params)
         row.remixed_from_video_id = src.id
         row.source_video_id = src.source_video_id
+        row.characters = [c.id for c in likenesses]
         inputs: dict[str, bytes] = {}
         for attr, name in (("input_image_key", "input_image.png"), ("input_video_key", "source.mp4")):
             key = getattr(src, attr)
             if key:
                 inputs[name] = self._blobs.get(key)
                 setattr(row, attr, f"{input_prefix(video_id)}/{name}")
-        return self._enqueue(principal, row, inputs)
+        return self._enqueue(principal, row, inputs, likenesses)
 
     def edit(self, principal: Principal, req: EditVideo) -> VideoRow:
         """Enqueue a video-to-video job over a completed video or an uploaded clip."""
@@ -264,7 +286,7 @@ class VideoService:
             )
         return row
 
-    def delete(self, owner_id: str, video_id: str) -> None:
+    def delete(self, owner_id: str, video_id: str, *, actor: str | None = None) -> None:
         """Delete the row, its inputs and every output; a running job is stopped by its lost lease."""
         self.get(owner_id, video_id)
         with self._sessions.begin() as s:
@@ -275,7 +297,7 @@ class VideoService:
             ).first()
             if gone is not None and gone.status != "completed":
                 refund_in(s, [video_id], self._clock())  # it never produced its seconds (no-op if refunded)
-            self._audit.append_in(s, "video.delete", actor=owner_id, target=video_id)
+            self._audit.append_in(s, "video.delete", actor=actor or owner_id, target=video_id)
         self._blobs.delete_prefix(output_prefix(video_id))
         self._blobs.delete_prefix(input_prefix(video_id))
 
@@ -381,7 +403,13 @@ class VideoService:
             attempts=0,
         )
 
-    def _enqueue(self, principal: Principal, row: VideoRow, inputs: dict[str, bytes]) -> VideoRow:
+    def _enqueue(
+        self,
+        principal: Principal,
+        row: VideoRow,
+        inputs: dict[str, bytes],
+        likenesses: builtins.list[CharacterRow] | None = None,
+    ) -> VideoRow:
         """Write inputs, then admit (quota) and insert the row in one transaction; if that fails,
         remove the inputs again, so a refused request leaves nothing behind."""
         prefix = input_prefix(row.id)
@@ -393,6 +421,9 @@ class VideoService:
                 seconds = round(row.num_frames / row.fps, 3)
                 self._admission.admit_in(s, principal, video_id=row.id, seconds=seconds, now=self._clock())
                 s.add(row)
+                if likenesses and self._characters is not None:
+                    s.flush()
+                    self._characters.record_use_in(s, likenesses, row, self._clock())
                 # The job id and its settings, never the media; the prompt lives on the row itself.
                 self._audit.append_in(
                     s,
@@ -423,8 +454,16 @@ class VideoService:
         src_row: VideoRow | None,
         clip: DecodedVideo,
     ) -> VideoRow:
+        if src_row is not None:  # a video of ours: its likenesses come along, each checked again
+            likenesses = self._likenesses(principal, list(src_row.characters or []), prompt)
+        else:  # an upload: the face guard looks at frames spread over the clip
+            picks = np.linspace(0, clip.frames.shape[0] - 1, num=min(6, clip.frames.shape[0])).round().astype(int)
+            likenesses = self._face_guard(
+                principal, [clip.frames[i] for i in sorted(set(picks.tolist()))], "video", prompt
+            )
         video_id = new_video_id()
         row = self._row(video_id, principal, kind, task, spec, prompt, plan, params)
+        row.characters = [c.id for c in likenesses]
         row.source_video_id = src_row.id if src_row else None
         row.input_video_key = f"{input_prefix(video_id)}/source.mp4"
         if src_row is not None and src_row.video_key:
@@ -434,7 +473,7 @@ class VideoService:
             # uploader's container metadata (GPS, device, names) is not kept.
             data = encode_mp4(clip.frames, max(1, round(clip.fps)))
         row.params = {**row.params, "source_frames": int(clip.frames.shape[0]), "source_fps": float(clip.fps)}
-        return self._enqueue(principal, row, {"source.mp4": data})
+        return self._enqueue(principal, row, {"source.mp4": data}, likenesses)
 
     def _completed(self, owner_id: str, video_id: str, action: str) -> VideoRow:
         row = self.get(owner_id, video_id)
@@ -466,16 +505,45 @@ class VideoService:
             raise from_media_error(exc, "video") from None
         return None, clip
 
-    def _normalise_image(self, data: bytes) -> bytes:
+    def _decode_image(self, data: bytes) -> Image.Image:
         lim = self._limits
         try:
-            image = decode_image(data, max_bytes=lim.max_bytes, max_pixels=lim.max_image_pixels)
+            return decode_image(data, max_bytes=lim.max_bytes, max_pixels=lim.max_image_pixels)
         except MediaError as exc:
             raise from_media_error(exc, "input_reference") from None
-        # Re-encoded as PNG: what is stored is pixels only, without the upload's EXIF (GPS, device).
-        buf = io.BytesIO()
-        image.save(buf, format="PNG")
-        return buf.getvalue()
+
+    def _likenesses(self, principal: Principal, ids: builtins.list[str], prompt: str) -> builtins.list[CharacterRow]:
+        """The likenesses a request names, each one the caller may use (404/400/403 otherwise)."""
+        if self._characters is None:
+            if ids:
+                raise InvalidRequest("This deployment has no likenesses.", param="characters")
+            return []
+        rows = self._characters.resolve(principal, ids, prompt)
+        self._check_restrictions(principal, rows, prompt)
+        return rows
+
+    def _check_restrictions(self, principal: Principal, rows: builtins.list[CharacterRow], prompt: str) -> None:
+        """The owners' free-text restrictions bind everyone else who uses their likeness."""
+        for row in rows:
+            if row.owner_id != principal.id and row.restrictions:
+                self._guard.check_restrictions(principal.id, "likeness", prompt, row.restrictions)
+
+    def _face_guard(
+        self, principal: Principal, frames: builtins.list[np.ndarray], param: str, prompt: str
+    ) -> builtins.list[CharacterRow]:
+        """The face guard: refuse faces the caller may not use; return the likenesses the upload shows."""
+        if self._characters is None:
+            return []
+        rows = self._characters.guard_upload(principal, frames, param)
+        self._check_restrictions(principal, rows, prompt)
+        return rows
+
+
+def _png(image: Image.Image) -> bytes:
+    """Pixels only, re-encoded as PNG: the upload's EXIF (GPS, device) is not kept."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def _closest_native(spec: ModelSpec, width: int, height: int) -> tuple[int, int]:

@@ -37,6 +37,11 @@ class LoginBody(Strict):
     password: str = Field(max_length=1024)
 
 
+class DeleteAccountBody(Strict):
+    password: str = Field(max_length=1024, description="Your password, to confirm.")
+    confirm: Literal["delete my account"] = Field(description='Type "delete my account".')
+
+
 class PasswordBody(Strict):
     current_password: str = Field(max_length=1024)
     new_password: str = Field(max_length=1024)

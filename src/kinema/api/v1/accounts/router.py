@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from fastapi import APIRouter, Request, Response
@@ -22,6 +23,7 @@ from kinema.api.v1.accounts.protocol import (
     ApiKey,
     ApiKeyCreated,
     ApiKeyList,
+    DeleteAccountBody,
     KeyCreateBody,
     LoginBody,
     Me,
@@ -92,6 +94,33 @@ async def change_password(
     new = await run_in_threadpool(accounts.login, user.email, body.new_password)
     _set_session_cookie(request, response, container, new)
     return Session(user=User.from_row(new.user), csrf_token=new.csrf_token)
+
+
+@router.get("/me/export", response_class=Response, responses={200: {"content": {"application/zip": {}}}})
+async def export_me(principal: SessionPrincipal, container: ContainerDep) -> Response:
+    """Everything Kinema holds about you: me.json (account, keys, videos, likeness, consent history,
+    usage log, security events) plus your videos and your likeness's reference images, as a ZIP."""
+    data = await run_in_threadpool(container.privacy.export, principal.id)
+    return Response(
+        data,
+        media_type="application/zip",
+        headers={"Content-Disposition": 'attachment; filename="kinema-export.zip"', "Cache-Control": "no-store"},
+    )
+
+
+@router.delete("/me", status_code=200)
+async def delete_me(
+    body: DeleteAccountBody, request: Request, principal: SessionPrincipal, container: ContainerDep
+) -> Response:
+    """Delete your account: your likeness is shredded, your videos and keys deleted, your sessions ended."""
+    await run_in_threadpool(container.accounts.confirm_password, principal.id, body.password)
+    done = await run_in_threadpool(container.privacy.delete_account, principal.id)
+    response = Response(
+        json.dumps({"object": "account.deleted", "id": principal.id, "deleted": True, **done}),
+        media_type="application/json",
+    )
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
 
 
 @router.get("/me", response_model=Me)

@@ -72,6 +72,9 @@ class CreateVideoBody(Extras):
     seconds: str | None = None
     size: str | None = None
     input_reference: ImageReference | None = None
+    characters: list[str] | None = Field(
+        None, max_length=4, description="Kinema extra: ids of likenesses to feature (or mention @name in the prompt)."
+    )
 
     _seconds = field_validator("seconds", mode="before")(_as_str)
 

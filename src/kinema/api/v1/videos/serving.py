@@ -49,6 +49,7 @@ def create_request(body: CreateVideoBody, uploads: dict[str, bytes]) -> CreateVi
         seconds=body.seconds,
         size=body.size,
         image=image,
+        characters=list(body.characters or []),
         options=body.options(),
     )
 

@@ -1,0 +1,160 @@
+"""A person's rights over their data: export everything (JSON plus files) and delete the account.
+
+Deleting an account shreds its likeness (the data key first, so backups become unreadable), deletes
+every video it made and every file of them, revokes and removes its keys, ends its sessions and
+removes the account. The audit log keeps its pseudonymous events (ids, never content), as a
+tamper-evident log must.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import time
+import zipfile
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from kinema.audit.log import AuditEntryRow, AuditLog
+from kinema.blobs import BlobNotFound, BlobStore
+from kinema.crypto import CryptoError
+from kinema.db.models import (
+    AlertRow,
+    ApiKeyRow,
+    CharacterRow,
+    CharacterUseRow,
+    ConsentRow,
+    UsageChargeRow,
+    UserRow,
+    VideoRow,
+    WebSessionRow,
+)
+from kinema.services.characters import CharacterService, chip_key
+from kinema.services.videos import VideoService
+
+
+def _row_dict(row: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {c.key: getattr(row, c.key) for c in row.__table__.columns if c.key not in skip}
+
+
+class PrivacyService:
+    """Export and account deletion for one user at a time."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        blobs: BlobStore,
+        videos: VideoService,
+        characters: CharacterService,
+        audit: AuditLog,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._sessions = sessions
+        self._blobs = blobs
+        self._videos = videos
+        self._characters = characters
+        self._audit = audit
+        self._clock = clock
+
+    def export(self, user_id: str) -> bytes:
+        """A ZIP: ``me.json`` (account, keys, alerts, videos, likeness with consent history and usage log,
+        security events) plus the user's video files and their likeness's reference crops."""
+        files: dict[str, bytes] = {}
+        with self._sessions() as s:
+            user = s.get(UserRow, user_id)
+            assert user is not None
+            keys = list(s.scalars(select(ApiKeyRow).where(ApiKeyRow.owner_id == user_id)))
+            alerts = list(s.scalars(select(AlertRow).where(AlertRow.user_id == user_id)))
+            videos = list(s.scalars(select(VideoRow).where(VideoRow.owner_id == user_id).order_by(VideoRow.id)))
+            likeness = s.scalar(select(CharacterRow).where(CharacterRow.owner_id == user_id))
+            consents = (
+                list(s.scalars(select(ConsentRow).where(ConsentRow.character_id == likeness.id))) if likeness else []
+            )
+            uses = (
+                list(s.scalars(select(CharacterUseRow).where(CharacterUseRow.character_id == likeness.id)))
+                if likeness
+                else []
+            )
+            own_uses = list(s.scalars(select(CharacterUseRow).where(CharacterUseRow.user_id == user_id)))
+            events = list(
+                s.scalars(select(AuditEntryRow).where(AuditEntryRow.actor == user_id).order_by(AuditEntryRow.seq))
+            )
+        for v in videos:
+            if v.status == "completed" and v.video_key:
+                with contextlib.suppress(BlobNotFound):  # deleted meanwhile
+                    files[f"videos/{v.id}.mp4"] = self._blobs.get(v.video_key)
+        if likeness is not None:
+            for i in range(likeness.chip_count):
+                try:
+                    data = self._blobs.get(chip_key(likeness.id, i))
+                    files[f"likeness/reference-{i}.png"] = self._characters.vault.decrypt(
+                        likeness.id, data, f"chip:{i}"
+                    )
+                except (BlobNotFound, CryptoError):
+                    pass
+        doc = {
+            "object": "export",
+            "exported_at": self._clock(),
+            "account": _row_dict(user, skip=("password_hash", "last_enqueue_at")),
+            "api_keys": [_row_dict(k, skip=("key_hash",)) for k in keys],
+            "alerts": [_row_dict(a) for a in alerts],
+            "videos": [
+                _row_dict(v, skip=("lease_token", "lease_owner", "lease_expires_at", "provenance_ref", "watermark_tag"))
+                for v in videos
+            ],
+            "likeness": (
+                {
+                    **_row_dict(likeness, skip=("descriptor",)),
+                    "reference_images": [n for n in files if n.startswith("likeness/")],
+                    "consent_history": [_row_dict(c) for c in consents],
+                    "usage_log": [_row_dict(u) for u in uses],
+                }
+                if likeness
+                else None
+            ),
+            "likeness_uses_by_you": [_row_dict(u) for u in own_uses],
+            "security_events": [
+                {"seq": e.seq, "at": e.at, "action": e.action, "target": e.target, "details": e.details} for e in events
+            ],
+            "files": sorted(files),
+        }
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("me.json", json.dumps(doc, indent=2, default=str))
+            for name, data in files.items():
+                z.writestr(name, data)
+        self._audit.append("me.export", actor=user_id, target=user_id, details={"files": len(files)})
+        return buf.getvalue()
+
+    def delete_account(self, user_id: str) -> dict[str, int]:
+        """Shred the user's likeness, delete their videos, keys, sessions and alerts, then the account."""
+        for character_id in self._characters.owned_ids(user_id):
+            self._characters.delete(None, character_id, reason="account_deleted")
+        with self._sessions() as s:
+            video_ids = list(s.scalars(select(VideoRow.id).where(VideoRow.owner_id == user_id)))
+        for vid in video_ids:
+            self._videos.delete(user_id, vid)
+        with self._sessions.begin() as s:
+            keys = s.execute(delete(ApiKeyRow).where(ApiKeyRow.owner_id == user_id).returning(ApiKeyRow.id)).all()
+            s.execute(delete(WebSessionRow).where(WebSessionRow.user_id == user_id))
+            s.execute(delete(AlertRow).where(AlertRow.user_id == user_id))
+            s.execute(delete(UsageChargeRow).where(UsageChargeRow.owner_id == user_id))
+            # Entries in other people's usage logs stay (they are the depicted person's record), without the prompt.
+            s.execute(
+                update(CharacterUseRow)
+                .where(CharacterUseRow.user_id == user_id)
+                .values(prompt="(deleted with the account that wrote it)")
+            )
+            s.execute(delete(UserRow).where(UserRow.id == user_id))
+            self._audit.append_in(
+                s,
+                "account.delete",
+                actor=user_id,
+                target=user_id,
+                details={"videos": len(video_ids), "key_count": len(keys)},
+            )
+        return {"videos": len(video_ids), "keys": len(keys)}

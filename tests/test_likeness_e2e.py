@@ -1,0 +1,314 @@
+"""Likenesses end to end on a real server with real face photos: consent, challenge, enrolment through
+the SDK's ``create_character``, impersonation, permissions, generation with a likeness, the usage log,
+the face guard on uploads, revocation, a raw-storage scan, and crypto-shredding on deletion."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import httpx
+import numpy as np
+import openai
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from kinema.media.encode import encode_mp4
+from tests.conftest import Proc, provision
+from tests.faces.photos import clip, faces_dir, photo
+
+pytestmark = pytest.mark.slow
+FAST = {"num_inference_steps": 1}
+# The person's own turns (unmirrored camera): "left" shows the nose toward the image's right.
+TURNED = {"left": "obama_3", "right": "obama_2"}
+
+
+def _photos_present() -> bool:
+    return (faces_dir() / "obama_1.jpg").is_file()
+
+
+@pytest.fixture(autouse=True)
+def _photos() -> None:
+    if not _photos_present():
+        pytest.skip(f"face test photographs not found at {faces_dir()} (set KINEMA_TEST_FACES)")
+
+
+def _clip_for(moves: list[str], person: dict[str, str] | None = None) -> bytes:
+    names = person or TURNED
+    frames = clip([photo("obama_1"), photo(names[moves[0]]), photo("obama_1"), photo(names[moves[1]])], repeat=3)
+    return encode_mp4(frames, 6)
+
+
+def _still_clip() -> bytes:
+    return encode_mp4(clip([photo("obama_1")], repeat=12), 6)
+
+
+def _client(server: Proc, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=key, max_retries=0, timeout=120)
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _consent(server: Proc, key: str, name: str = "Barack Obama") -> dict[str, object]:
+    text = httpx.get(f"{server.base_url}/v1/videos/characters/consent", headers=_auth(key)).json()
+    return {
+        "text_version": text["version"],
+        "purposes": ["generation", "matching"],
+        "retention_days": text["max_retention_days"],
+        "signature": name,
+    }
+
+
+def _enrol(server: Proc, key: str, name: str, video: bytes | None = None, consent: bool = True):  # type: ignore[no-untyped-def]
+    challenge = httpx.post(f"{server.base_url}/v1/videos/characters/challenges", headers=_auth(key)).json()
+    body: dict[str, object] = {"challenge_id": challenge["id"]}
+    if consent:
+        body["consent"] = _consent(server, key)
+    return _client(server, key).videos.create_character(
+        name=name, video=("me.mp4", video or _clip_for(challenge["moves"]), "video/mp4"), extra_body=body
+    )
+
+
+def _png(name: str) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(photo(name)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_enrolment_refusals_store_nothing(tmp_path: Path, kinema_server) -> None:  # type: ignore[no-untyped-def]
+    server = kinema_server(f"sqlite:///{tmp_path / 'k.db'}", workers=0)
+    key = server.api_key
+    with pytest.raises(openai.BadRequestError) as err:
+        _enrol(server, key, "barack", consent=False)
+    assert err.value.code == "consent_required"
+    with pytest.raises(openai.BadRequestError) as err:
+        _enrol(server, key, "barack", video=_still_clip())
+    assert err.value.code in ("static_clip", "movement_not_seen")
+    # The right movements in the wrong order fail too.
+    challenge = httpx.post(f"{server.base_url}/v1/videos/characters/challenges", headers=_auth(key)).json()
+    backwards = _clip_for(list(reversed(challenge["moves"])))
+    with pytest.raises(openai.BadRequestError) as err:
+        _client(server, key).videos.create_character(
+            name="barack",
+            video=("me.mp4", backwards, "video/mp4"),
+            extra_body={"challenge_id": challenge["id"], "consent": _consent(server, key)},
+        )
+    assert err.value.code == "movement_not_seen"
+    mixed = encode_mp4(clip([photo("obama_1"), photo("biden_1"), photo("obama_3"), photo("obama_2")]), 6)
+    with pytest.raises(openai.BadRequestError) as err:
+        _enrol(server, key, "barack", video=mixed)
+    assert err.value.code in ("face_changed", "multiple_faces")
+    assert not (server.data_dir / "blobs" / "characters").exists()
+    assert _client(server, key).videos.retrieve  # the client still works
+    listed = httpx.get(f"{server.base_url}/v1/videos/characters", headers=_auth(key)).json()
+    assert listed["data"] == []
+
+
+def test_likeness_lifecycle(tmp_path: Path, kinema_server) -> None:  # type: ignore[no-untyped-def]
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    server = kinema_server(f"sqlite:///{tmp_path / 'k.db'}", workers=1, TMPDIR=str(tmp))
+    alice_key = server.api_key  # "alice" enrols the Obama photos as her own likeness
+    bob_key = provision(server.data_dir, server.db_url, "bob@example.com")
+    alice, bob = _client(server, alice_key), _client(server, bob_key)
+    base = server.base_url
+
+    made = _enrol(server, alice_key, "barack")
+    assert made.id and made.id.startswith("char_") and made.name == "barack"
+    got = alice.videos.get_character(made.id)
+    assert (got.id, got.name) == (made.id, "barack")
+    # One likeness per account, and its own.
+    with pytest.raises(openai.ConflictError) as err:
+        _enrol(server, alice_key, "barack2")
+    assert err.value.code == "likeness_exists"
+    # Impersonation: Bob enrolling the same face is refused without saying whose it is.
+    with pytest.raises(openai.ConflictError) as err:
+        _enrol(server, bob_key, "notbarack")
+    assert err.value.code == "face_already_enrolled"
+    assert "barack" not in str(err.value.body) and made.id not in str(err.value.body)
+    # Bob cannot see or use a private likeness: the same 404 as a missing one.
+    with pytest.raises(openai.NotFoundError):
+        bob.videos.get_character(made.id)
+    with pytest.raises(openai.BadRequestError) as err:
+        bob.videos.create(prompt="@barack waves", extra_body=FAST)
+    assert err.value.code == "likeness_not_found"
+
+    # Alice generates with her likeness: image-to-video from her encrypted reference crop.
+    own = alice.videos.create_and_poll(prompt="@barack waves at the sea", seconds="1", extra_body=FAST)
+    assert own.status == "completed", own.error
+
+    # Alice allows Bob; Bob's use shows up in her usage log and as an alert.
+    bob_id = httpx.get(f"{base}/v1/me", headers=_auth(bob_key)).json()["user"]["id"]
+    r = httpx.post(
+        f"{base}/v1/videos/characters/{made.id}/permissions",
+        headers=_auth(alice_key),
+        json={"visibility": "users", "allowed_users": [bob_id]},
+    )
+    assert r.status_code == 200 and r.json()["visibility"] == "users"
+    assert bob.videos.get_character(made.id).name == "barack"
+    theirs = bob.videos.create_and_poll(prompt="a portrait", seconds="1", extra_body={**FAST, "characters": [made.id]})
+    assert theirs.status == "completed", theirs.error
+    uses = httpx.get(f"{base}/v1/videos/characters/{made.id}/uses", headers=_auth(alice_key)).json()["data"]
+    assert [(u["video_id"], u["user_id"]) for u in uses][:2] == [(theirs.id, bob_id), (own.id, uses[1]["user_id"])]
+    alerts = httpx.get(f"{base}/v1/alerts", headers=_auth(alice_key)).json()["data"]
+    assert any(a["kind"] == "likeness_used" and theirs.id in a["message"] for a in alerts)
+    # Bob cannot read Alice's usage log.
+    assert httpx.get(f"{base}/v1/videos/characters/{made.id}/uses", headers=_auth(bob_key)).status_code == 404
+    # Alice can watch and delete the video Bob made of her.
+    content = httpx.get(f"{base}/v1/videos/characters/{made.id}/uses/{theirs.id}/content", headers=_auth(alice_key))
+    assert content.status_code == 200 and len(content.content) > 1000
+    assert (
+        httpx.delete(f"{base}/v1/videos/characters/{made.id}/uses/{theirs.id}", headers=_auth(alice_key)).status_code
+        == 200
+    )
+    with pytest.raises(openai.NotFoundError):
+        bob.videos.retrieve(theirs.id)
+
+    # Face guard: an upload of Alice's face is refused to... nobody allowed? Bob is allowed, so it passes;
+    # an unknown real face is refused by default.
+    with pytest.raises(openai.PermissionDeniedError) as err:
+        bob.videos.create(prompt="x", input_reference=("b.png", _png("biden_1"), "image/png"), extra_body=FAST)
+    assert err.value.code == "unknown_face"
+
+    # Revocation: Bob's permission ends; his upload of her face and his mention are refused.
+    r = httpx.post(f"{base}/v1/videos/characters/{made.id}/revoke", headers=_auth(alice_key))
+    assert r.status_code == 200 and r.json()["status"] == "revoked"
+    with pytest.raises(openai.PermissionDeniedError) as err:
+        bob.videos.create(prompt="x", input_reference=("o.png", _png("obama_2"), "image/png"), extra_body=FAST)
+    assert err.value.code == "likeness_not_permitted"
+    with pytest.raises((openai.NotFoundError, openai.PermissionDeniedError)):
+        bob.videos.create(prompt="x", extra_body={**FAST, "characters": [made.id]})
+    consents = httpx.get(f"{base}/v1/videos/characters/{made.id}/consents", headers=_auth(alice_key)).json()["data"]
+    assert [c["change"]["op"] for c in consents] == ["enrol", "permissions", "revoke"]
+    assert consents[0]["signature"] == "Barack Obama" and consents[0]["purposes"] == ["generation", "matching"]
+
+    # Raw-storage scan: no face image bytes and no descriptor in plaintext anywhere at rest.
+    descriptor = _decrypted_descriptor(server, made.id)
+    leaks = _scan(server, tmp, descriptor)
+    assert leaks == [], leaks
+    sprites = list((server.data_dir / "blobs" / "videos").rglob("spritesheet.jpg"))
+    assert sprites and any(sig in sprites[0].read_bytes()[:4] for sig in (b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xe1"))
+
+    # Deletion shreds the key: saved ciphertext is unreadable even with the master key.
+    saved_descriptor, saved_chip = _ciphertexts(server, made.id)
+    r = httpx.delete(f"{base}/v1/videos/characters/{made.id}", headers=_auth(alice_key))
+    assert r.status_code == 200 and r.json()["deleted"] is True
+    from kinema.crypto import CryptoError
+
+    vault = _vault(server)
+    with pytest.raises(CryptoError):
+        vault.decrypt(made.id, saved_descriptor, "descriptor")
+    with pytest.raises(CryptoError):
+        vault.decrypt(made.id, saved_chip, "chip:0")
+    assert not (server.data_dir / "blobs" / "characters" / made.id).exists()
+    with pytest.raises(openai.NotFoundError):
+        alice.videos.get_character(made.id)
+
+
+def _vault(server: Proc):  # type: ignore[no-untyped-def]
+    from kinema.crypto import SqliteDataKeyStore, open_file_vault
+
+    keys = server.data_dir / "keys"
+    return open_file_vault(keys / "master.key", SqliteDataKeyStore(keys / "datakeys.db"))
+
+
+def _ciphertexts(server: Proc, character_id: str) -> tuple[bytes, bytes]:
+    from kinema.db.models import CharacterRow
+    from kinema.db.session import make_engine, make_session_factory
+
+    engine = make_engine(server.db_url)
+    try:
+        with make_session_factory(engine)() as s:
+            descriptor = s.scalar(select(CharacterRow.descriptor).where(CharacterRow.id == character_id))
+    finally:
+        engine.dispose()
+    chip = (server.data_dir / "blobs" / "characters" / character_id / "chip-0.bin").read_bytes()
+    assert descriptor
+    return bytes(descriptor), chip
+
+
+def _decrypted_descriptor(server: Proc, character_id: str) -> np.ndarray:
+    descriptor, _ = _ciphertexts(server, character_id)
+    return np.frombuffer(_vault(server).decrypt(character_id, descriptor, "descriptor"), dtype=np.float32)
+
+
+def _scan(server: Proc, tmp: Path, descriptor: np.ndarray) -> list[str]:
+    """Files at rest (data folder: database, blobs, keys, logs; and the server's temp folder) that hold
+    image file signatures outside generated outputs, or the descriptor's values in plaintext."""
+    images = {"png": b"\x89PNG\r\n\x1a\n", "jpeg": b"\xff\xd8\xff\xe0", "jpeg-exif": b"\xff\xd8\xff\xe1"}
+    values = {"descriptor-bytes": descriptor[:8].tobytes(), "descriptor-text": f"{float(descriptor[0]):.6f}".encode()}
+    outputs = server.data_dir / "blobs" / "videos"  # generated videos and their previews: not stored face data
+    leaks = []
+    for root in (server.data_dir, tmp):
+        for dirpath, _, names in os.walk(root):
+            for n in names:
+                path = Path(dirpath) / n
+                data = path.read_bytes()
+                checks = values if outputs in path.parents else {**images, **values}
+                leaks += [f"{path}: {what}" for what, needle in checks.items() if needle in data]
+    return leaks
+
+
+def test_export_and_account_deletion_shred_everything(tmp_path: Path, kinema_server) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import zipfile
+
+    from tests.conftest import OWNER_EMAIL, PASSWORD
+
+    server = kinema_server(f"sqlite:///{tmp_path / 'k.db'}", workers=1, KINEMA_LIKENESS_RETENTION_DAYS="90")
+    base, key = server.base_url, server.api_key
+    made = _enrol(server, key, "barack")
+    video = _client(server, key).videos.create_and_poll(prompt="@barack smiles", seconds="1", extra_body=FAST)
+    assert video.status == "completed"
+
+    # The published policy is public and comes from the live settings.
+    policy = httpx.get(f"{base}/v1/policy/retention").json()
+    assert policy["limits"]["likeness_retention_days"] == 90
+    page = httpx.get(f"{base}/policy/retention")
+    assert page.status_code == 200 and "at most 90 days" in page.text
+
+    # Export and deletion need a signed-in session (a leaked key cannot take the face data or the account).
+    assert httpx.get(f"{base}/v1/me/export", headers=_auth(key)).status_code == 403
+    browser = httpx.Client(base_url=base)
+    csrf = browser.post("/v1/auth/login", json={"email": OWNER_EMAIL, "password": PASSWORD}).json()["csrf_token"]
+    r = browser.get("/v1/me/export")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(r.content)) as z:
+        names = set(z.namelist())
+        doc = json.loads(z.read("me.json"))
+        reference = z.read("likeness/reference-0.png")
+    assert {"me.json", f"videos/{video.id}.mp4", "likeness/reference-0.png"} <= names
+    assert doc["account"]["email"] == OWNER_EMAIL and "password_hash" not in doc["account"]
+    assert doc["likeness"]["id"] == made.id and "descriptor" not in doc["likeness"]
+    assert [c["change"]["op"] for c in doc["likeness"]["consent_history"]] == ["enrol"]
+    assert [u["video_id"] for u in doc["likeness"]["usage_log"]] == [video.id]
+    assert all("key_hash" not in k for k in doc["api_keys"])
+    assert Image.open(io.BytesIO(reference)).size == (256, 256)
+
+    saved_descriptor, saved_chip = _ciphertexts(server, made.id)
+    wrong = browser.request(
+        "DELETE",
+        "/v1/me",
+        json={"password": "not it at all", "confirm": "delete my account"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert wrong.status_code == 400 and wrong.json()["error"]["code"] == "wrong_password"
+    r = browser.request(
+        "DELETE", "/v1/me", json={"password": PASSWORD, "confirm": "delete my account"}, headers={"X-CSRF-Token": csrf}
+    )
+    assert r.status_code == 200 and r.json()["deleted"] is True and r.json()["videos"] == 1
+
+    assert httpx.get(f"{base}/v1/videos", headers=_auth(key)).status_code == 401
+    assert browser.get("/v1/me").status_code == 401
+    from kinema.crypto import CryptoError
+
+    with pytest.raises(CryptoError):
+        _vault(server).decrypt(made.id, saved_descriptor, "descriptor")
+    with pytest.raises(CryptoError):
+        _vault(server).decrypt(made.id, saved_chip, "chip:0")
+    blobs = server.data_dir / "blobs"
+    assert not list(blobs.glob(f"videos/{video.id}/**/*.mp4")) and not (blobs / "characters" / made.id).exists()
