@@ -121,7 +121,7 @@ def kinema_env(data_dir: Path, db_url: str, models_dir: Path, **extra: str) -> d
             "KINEMA_DEFAULT_REQUESTS_PER_MINUTE": "100000",
             "KINEMA_DEFAULT_CONCURRENT_JOBS": "1000",
             "KINEMA_DEFAULT_VIDEO_SECONDS_PER_DAY": "1000000",
-            "KINEMA_KEYGUARD_MAX_REQUESTS_PER_MINUTE": "100000",
+            "KINEMA_KEYGUARD_MAX_REQUESTS_PER_MINUTE": "1000000",
             "KINEMA_DEFAULT_MODEL": "tiny-wan",
             "KINEMA_POLL_SECONDS": "0.05",
             "KINEMA_POLL_AFTER_MS": "100",

@@ -240,6 +240,31 @@ def test_api_keys_refused_for_each_reason_with_its_code(db_url: str, kinema_serv
     bad = httpx.post(f"{base}/v1/keys", headers=owner, json={"name": "bad", "ip_allowlist": ["not-an-ip"]})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "ip_allowlist"
 
+    # A key mints no key freer than itself: expiry, allowlist and limits carry over.
+    parent = httpx.post(
+        f"{base}/v1/keys",
+        headers=owner,
+        json={
+            "name": "ci",
+            "scopes": ["keys:write", "videos:read"],
+            "expires_in": 3600,
+            "ip_allowlist": ["127.0.0.0/24"],
+        },
+    ).json()
+    by_parent = {"Authorization": f"Bearer {parent['key']}"}
+    child = httpx.post(f"{base}/v1/keys", headers=by_parent, json={"name": "child", "scopes": ["videos:read"]}).json()
+    assert child["ip_allowlist"] == ["127.0.0.0/24"] and child["expires_at"] <= parent["expires_at"]
+    wider = httpx.post(
+        f"{base}/v1/keys",
+        headers=by_parent,
+        json={"name": "w", "scopes": ["videos:read"], "ip_allowlist": ["0.0.0.0/0"]},
+    )
+    assert wider.status_code == 403
+    longer = httpx.post(
+        f"{base}/v1/keys", headers=by_parent, json={"name": "l", "scopes": ["videos:read"], "expires_in": 10**7}
+    ).json()
+    assert longer["expires_at"] == parent["expires_at"]
+
     # Revoked: at once, and for good.
     assert httpx.delete(f"{base}/v1/keys/{reader['id']}", headers=owner).json()["status"] == "revoked"
     assert refused(reader["key"]) == (401, "api_key_revoked")

@@ -218,6 +218,16 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _keyguard_above_the_rate_limit(self) -> Settings:
+        # Otherwise an ordinary user at their allowed rate would get their key suspended as shared.
+        if self.keyguard_max_requests_per_minute <= self.default_requests_per_minute:
+            raise ValueError(
+                f"KINEMA_KEYGUARD_MAX_REQUESTS_PER_MINUTE ({self.keyguard_max_requests_per_minute}) must exceed "
+                f"KINEMA_DEFAULT_REQUESTS_PER_MINUTE ({self.default_requests_per_minute})"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _heartbeat_well_inside_lease(self) -> Settings:
         # A lease that can lapse between two heartbeats lets a second worker take a job that is still running.
         if self.heartbeat_seconds * 3 > self.lease_seconds:

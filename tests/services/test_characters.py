@@ -75,6 +75,7 @@ def test_revocation_after_enqueue_stops_the_job_at_the_worker(container: Contain
     lease = c.queue.claim("w")
     assert lease is not None
     c.characters.revoke(alice, likeness.id)
+    assert c.videos.get(bob.id, video.id).cancel_requested  # a running job is told to stop at its next step
     c.runner.run(JobContext(c.queue, lease, 0.05))
     row = c.videos.get(bob.id, video.id)
     assert (row.status, row.error_code) == ("failed", "likeness_not_permitted")

@@ -7,8 +7,8 @@ request, so no router can forget one:
 1. the client address, believing ``X-Forwarded-For`` only from configured trusted proxies;
 2. ``Authorization: Bearer kin_...`` (an API key), else the ``kinema_session`` cookie; a cookie
    request that changes state must also send the session's ``X-CSRF-Token``;
-3. for a key, the shared-key defense observes the request (and may suspend the key);
-4. the per-minute rate limits of the user and the key;
+3. the per-minute rate limits of the user and the key;
+4. for a key, the shared-key defense observes the request (and may suspend the key);
 5. the route's scope (``require(scope)``), or admin (``AdminPrincipal``).
 """
 
@@ -23,7 +23,7 @@ from fastapi import Depends, Request
 from kinema.container import Container
 from kinema.services.auth import SCOPES, ClientInfo, Principal
 from kinema.services.errors import Forbidden, Unauthorized
-from kinema.services.netaddr import client_ip
+from kinema.services.netaddr import client_ip, parse_address
 from kinema.services.videos import VideoService
 
 SESSION_COOKIE = "kinema_session"
@@ -51,6 +51,15 @@ def get_client(request: Request, container: ContainerDep) -> ClientInfo:
 ClientDep = Annotated[ClientInfo, Depends(get_client)]
 
 
+def is_https(request: Request, container: Container) -> bool:
+    """The client's connection was https: directly, or as a trusted proxy says in X-Forwarded-Proto."""
+    if request.url.scheme == "https":
+        return True
+    proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    peer = parse_address(request.client.host) if request.client else None
+    return proto == "https" and peer is not None and any(peer in net for net in container.trusted_proxies)
+
+
 def get_principal(request: Request, container: ContainerDep, client: ClientDep) -> Principal:
     """Authenticate the request (key or session), apply the shared-key defense and the rate limits."""
     header = request.headers.get("authorization")
@@ -60,6 +69,9 @@ def get_principal(request: Request, container: ContainerDep, client: ClientDep) 
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("Malformed Authorization header: send 'Authorization: Bearer <API key>'.")
         principal = container.keys.authenticate(token.strip(), client)
+        # Rate limit first: a request refused with 429 (which clients retry) does not count as usage
+        # towards the shared-key defense's rate threshold.
+        container.ratelimiter.check(principal)
         container.keyguard.observe(principal, client)
     elif cookie:
         principal, csrf = container.accounts.session_principal(cookie)
@@ -71,9 +83,9 @@ def get_principal(request: Request, container: ContainerDep, client: ClientDep) 
                     "must echo the session's CSRF token.",
                     code="csrf_failed",
                 )
+        container.ratelimiter.check(principal)
     else:
         raise Unauthorized("Missing bearer authentication in header: send 'Authorization: Bearer <API key>'.")
-    container.ratelimiter.check(principal)
     request.state.principal = principal
     return principal
 

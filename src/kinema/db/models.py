@@ -248,7 +248,7 @@ class CharacterRow(Base):
     __tablename__ = "characters"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    owner_id: Mapped[str] = mapped_column(String(64), index=True)
+    owner_id: Mapped[str] = mapped_column(String(64), unique=True)  # one likeness per account, its own
     name: Mapped[str] = mapped_column(String(64), unique=True)  # the @name used in prompts
     kind: Mapped[str] = mapped_column(String(16), default="human")
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | revoked

@@ -344,28 +344,34 @@ class AccountService:
                 self._audit.append_in(s, "auth.logout", actor=row.user_id, target=row.user_id)
 
     def session_user(self, cookie: str) -> tuple[UserRow, WebSessionRow, Limits]:
-        """The user of a live session, touching its idle timer; :class:`Unauthorized` when it is over."""
+        """The user of a live session, touching its idle timer; :class:`Unauthorized` when it is over
+        (an ended session's row is deleted, in its own committed transaction, before refusing)."""
         now = self._clock()
+        refused: Unauthorized | None = None
         with self._sessions.begin() as s:
             row = s.get(WebSessionRow, _sha256(cookie))
             if row is None:
                 raise Unauthorized("Not signed in, or the session ended.", code="session_invalid")
-            if (
-                now - row.last_seen_at > self.session_idle_seconds
-                or now - row.created_at > self.session_absolute_seconds
-            ):
-                s.delete(row)
-                raise Unauthorized("The session timed out; sign in again.", code="session_expired")
             user = s.get(UserRow, row.user_id)
-            if user is None or user.disabled_at is not None:
+            idle = now - row.last_seen_at > self.session_idle_seconds
+            if idle or now - row.created_at > self.session_absolute_seconds:
+                refused = Unauthorized("The session timed out; sign in again.", code="session_expired")
+            elif user is None or user.disabled_at is not None:
+                refused = Unauthorized("The account is disabled.", code="account_disabled")
+            if refused is not None:
                 s.delete(row)
-                raise Unauthorized("The account is disabled.", code="account_disabled")
-            # Touch at most every few seconds (fewer writes), always well inside the idle timeout.
-            if now - row.last_seen_at > min(5.0, self.session_idle_seconds / 4):
-                row.last_seen_at = now
-            limits = self.limits_for(s, user)
-            s.expunge(row)
-            s.expunge(user)
+            else:
+                assert user is not None
+                # Touch at most every few seconds (fewer writes), always well inside the idle timeout.
+                if now - row.last_seen_at > min(5.0, self.session_idle_seconds / 4):
+                    row.last_seen_at = now
+                limits = self.limits_for(s, user)
+                s.flush()
+                s.expunge(row)
+                s.expunge(user)
+        if refused is not None:
+            raise refused
+        assert user is not None
         return user, row, limits
 
     def session_principal(self, cookie: str) -> tuple[Principal, str]:
@@ -473,6 +479,12 @@ class AccountService:
             self._audit.append_in(
                 s, "invite.accept", actor=user_id, target=invite.id, details={"cohort": invite.cohort}
             )
+            try:
+                s.flush()
+            except IntegrityError:  # the same email signed up through another invite at the same moment
+                raise Conflict(
+                    "An account with this email already exists.", param="email", code="email_taken"
+                ) from None
         return user
 
     # -- cohorts ---------------------------------------------------------------------------------

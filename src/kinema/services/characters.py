@@ -17,13 +17,15 @@ import io
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from kinema.audit.log import AuditLog
@@ -245,56 +247,89 @@ class CharacterService:
             del clip
         descriptor = np.asarray(enrolment.mean_descriptor, dtype=np.float32)
 
-        with self._enrol_lock:
+        character_id = new_id("char")
+        with self._enrol_lock, self._sessions.begin() as s:
+            # 1. The consent record and a pending row first, under a lock that serializes enrolments across
+            #    processes (the challenge update takes SQLite's write lock; PostgreSQL gets an advisory lock),
+            #    with the one-per-account, name and impersonation checks repeated inside it.
+            self._lock_enrolments(s)
+            used = s.execute(
+                update(EnrolmentChallengeRow)
+                .where(EnrolmentChallengeRow.id == challenge.id, EnrolmentChallengeRow.used_at.is_(None))
+                .values(used_at=now)
+                .returning(EnrolmentChallengeRow.id)
+            ).first()
+            if used is None:
+                raise InvalidRequest(
+                    "This challenge was used; ask for a new one.", param="challenge_id", code="challenge_expired"
+                )
+            if s.scalar(select(CharacterRow.id).where(CharacterRow.owner_id == principal.id)):
+                raise Conflict(
+                    "You already have a likeness; an account may hold one, its own.",
+                    param="video",
+                    code="likeness_exists",
+                )
+            if s.scalar(select(CharacterRow.id).where(CharacterRow.name == name)):
+                raise Conflict(f"The name '@{name}' is taken; choose another.", param="name", code="name_taken")
             if self._matches_someone_else(principal.id, descriptor):
                 raise Conflict(
                     "This face matches a likeness enrolled by another account, so it cannot be enrolled here.",
                     param="video",
                     code="face_already_enrolled",
                 )
-            character_id = new_id("char")
-            self.vault.create(character_id)
-            keys: list[str] = []
-            try:
-                for i, chip in enumerate(enrolment.chips):
-                    key = chip_key(character_id, i)
-                    self._blobs.put(key, self.vault.encrypt(character_id, _png(chip), f"chip:{i}"))
-                    keys.append(key)
-                row = CharacterRow(
+            s.add(
+                CharacterRow(
                     id=character_id,
                     owner_id=principal.id,
                     name=name,
                     kind="human",
-                    status="active",
+                    status="pending",
                     visibility="private",
                     allowed_users=[],
-                    descriptor=self.vault.encrypt(character_id, descriptor.tobytes(), "descriptor"),
-                    chip_count=len(keys),
+                    descriptor=b"",
+                    chip_count=0,
                     created_at=now,
                 )
-                with self._sessions.begin() as s:
-                    used = s.execute(
-                        update(EnrolmentChallengeRow)
-                        .where(EnrolmentChallengeRow.id == challenge.id, EnrolmentChallengeRow.used_at.is_(None))
-                        .values(used_at=now)
-                        .returning(EnrolmentChallengeRow.id)
-                    ).first()
-                    if used is None:
-                        raise InvalidRequest(
-                            "This challenge was used; ask for a new one.",
-                            param="challenge_id",
-                            code="challenge_expired",
-                        )
-                    s.add(row)
-                    s.add(self._consent_row(character_id, principal.id, 1, consent, {"op": "enrol"}, now))
-                    self._audit.append_in(
-                        s, "character.create", actor=principal.id, target=character_id, details={"chips": len(keys)}
+            )
+            s.add(self._consent_row(character_id, principal.id, 1, consent, {"op": "enrol"}, now))
+        # 2. The data key and the ciphertext. A crash from here on leaves a pending row, which the
+        #    retention sweeper shreds; an error shreds at once.
+        try:
+            self.vault.create(character_id)
+            for i, chip in enumerate(enrolment.chips):
+                self._blobs.put(chip_key(character_id, i), self.vault.encrypt(character_id, _png(chip), f"chip:{i}"))
+            sealed = self.vault.encrypt(character_id, descriptor.tobytes(), "descriptor")
+            with self._enrol_lock, self._sessions.begin() as s:
+                self._lock_enrolments(s)
+                s.execute(
+                    update(CharacterRow)
+                    .where(CharacterRow.id == character_id)
+                    .values(descriptor=sealed, chip_count=len(enrolment.chips), status="active")
+                )
+                # Again under the lock: another process may have activated the same face meanwhile.
+                if self._matches_someone_else(principal.id, descriptor):
+                    raise Conflict(
+                        "This face matches a likeness enrolled by another account, so it cannot be enrolled here.",
+                        param="video",
+                        code="face_already_enrolled",
                     )
-            except BaseException:
-                self.vault.shred(character_id)
-                self._blobs.delete_prefix(f"characters/{character_id}")
-                raise
-        return row
+                self._audit.append_in(
+                    s,
+                    "character.create",
+                    actor=principal.id,
+                    target=character_id,
+                    details={"chips": len(enrolment.chips)},
+                )
+        except BaseException:
+            self.delete(None, character_id, reason="enrolment_failed")
+            raise
+        return self.owned(principal, character_id)
+
+    @staticmethod
+    def _lock_enrolments(s: Session) -> None:
+        """Serialize enrolment steps across processes until ``s`` ends (SQLite: the write that follows)."""
+        if s.get_bind().dialect.name == "postgresql":
+            s.execute(text("SELECT pg_advisory_xact_lock(727275)"))
 
     def _consent_row(
         self, character_id: str, user_id: str, revision: int, consent: ConsentInput, change: dict[str, Any], now: float
@@ -428,7 +463,7 @@ class CharacterService:
         if len(users) > 1000:
             raise InvalidRequest("Invalid value for 'allowed_users': at most 1000 users.", param="allowed_users")
         now = self._clock()
-        with self._sessions.begin() as s:
+        with self._revision() as s:
             s.execute(
                 update(CharacterRow)
                 .where(CharacterRow.id == character_id)
@@ -462,6 +497,17 @@ class CharacterService:
         self._stop_forbidden_jobs(updated, "The likeness's owner no longer permits this use.")
         return updated
 
+    @contextmanager
+    def _revision(self) -> Iterator[Session]:
+        """A transaction that appends a consent revision; two at once: the loser gets a 409, not a 500."""
+        try:
+            with self._sessions.begin() as s:
+                yield s
+        except IntegrityError:
+            raise Conflict(
+                "Another change to this likeness happened at the same moment; try again.", code="concurrent_change"
+            ) from None
+
     def _append_revision(self, s: Session, row: CharacterRow, user_id: str, change: dict[str, Any], now: float) -> None:
         last = s.scalar(
             select(ConsentRow).where(ConsentRow.character_id == row.id).order_by(ConsentRow.revision.desc()).limit(1)
@@ -487,7 +533,7 @@ class CharacterService:
         The data is deleted after the retention period for revoked likenesses, or at once with delete."""
         row = self.owned(principal, character_id)
         now = self._clock()
-        with self._sessions.begin() as s:
+        with self._revision() as s:
             s.execute(
                 update(CharacterRow).where(CharacterRow.id == character_id).values(status="revoked", revoked_at=now)
             )
@@ -515,6 +561,7 @@ class CharacterService:
         with self._sessions.begin() as s:
             s.execute(delete(CharacterRow).where(CharacterRow.id == character_id))
             s.execute(delete(ConsentRow).where(ConsentRow.character_id == character_id))
+            s.execute(delete(CharacterUseRow).where(CharacterUseRow.character_id == character_id))
             self._audit.append_in(
                 s,
                 "character.delete",
@@ -530,27 +577,39 @@ class CharacterService:
         now = self._clock()
         with self._sessions.begin() as s:
             queued = s.execute(
-                select(VideoRow.id, VideoRow.owner_id, VideoRow.characters).where(VideoRow.status == "queued")
+                select(VideoRow.id, VideoRow.owner_id, VideoRow.characters).where(
+                    VideoRow.status.in_(("queued", "in_progress"))
+                )
             ).all()
             stop = [
                 v.id
                 for v in queued
                 if row.id in (v.characters or []) and (row.status != "active" or not self.may_use(row, v.owner_id, now))
             ]
+            cancelled: list[str] = []
             if stop:
-                s.execute(
-                    update(VideoRow)
-                    .where(VideoRow.id.in_(stop), VideoRow.status == "queued")
-                    .values(
-                        status="failed",
-                        cancel_requested=True,
-                        error_code="likeness_not_permitted",
-                        error_message=message,
-                        completed_at=now,
+                cancelled = list(
+                    s.scalars(
+                        update(VideoRow)
+                        .where(VideoRow.id.in_(stop), VideoRow.status == "queued")
+                        .values(
+                            status="failed",
+                            cancel_requested=True,
+                            error_code="likeness_not_permitted",
+                            error_message=message,
+                            completed_at=now,
+                        )
+                        .returning(VideoRow.id)
                     )
                 )
-                refund_in(s, stop, now)
-        return len(stop)
+                refund_in(s, cancelled, now)  # only those this update failed: a claimed one is the worker's
+                # Running ones stop at their next step; the worker fails them and refunds (once).
+                s.execute(
+                    update(VideoRow)
+                    .where(VideoRow.id.in_(stop), VideoRow.status == "in_progress")
+                    .values(cancel_requested=True)
+                )
+        return len(cancelled)
 
     # -- use in generation -----------------------------------------------------------------------
 
@@ -612,6 +671,14 @@ class CharacterService:
                         created_at=now,
                     )
                 )
+
+    def job_permitted(self, video: VideoRow) -> bool:
+        """Whether every likeness of the job may still be used by its requester."""
+        try:
+            self.check_job(video)
+        except LikenessRevoked:
+            return False
+        return True
 
     def check_job(self, video: VideoRow) -> None:
         """At a worker's start: every likeness of the job must still be usable by its requester."""
@@ -680,6 +747,11 @@ class CharacterService:
             }
         gone = []
         for r in rows:
+            if r.status == "pending":  # an enrolment that crashed midway: its key and crops, if any, go
+                if now - r.created_at > 3600:
+                    self.delete(None, r.id, reason="enrolment_incomplete")
+                    gone.append(r.id)
+                continue
             days = min(last_use_days, purposes.get(r.id, last_use_days))
             unused_since = r.last_used_at or r.created_at
             expired = now - unused_since > days * 86400

@@ -86,7 +86,10 @@ class GenerationRunner:
         except LikenessRevoked as exc:
             self._queue.fail(lease, "likeness_not_permitted", exc.message)
         except Cancelled:
-            self._queue.fail(lease, "cancelled", "The video was cancelled.")
+            if row.characters and self._characters is not None and not self._characters.job_permitted(row):
+                self._queue.fail(lease, "likeness_not_permitted", "A likeness in this video may no longer be used.")
+            else:
+                self._queue.fail(lease, "cancelled", "The video was cancelled.")
         except ModelNotAvailable as exc:
             self._queue.fail(lease, "model_not_available", str(exc))
         except UnknownModel as exc:

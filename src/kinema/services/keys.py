@@ -100,12 +100,30 @@ class KeyService:
             )
         allowlist = [e.strip() for e in (ip_allowlist or [])]
         try:
-            parse_networks(allowlist)
+            networks = parse_networks(allowlist)
         except ValueError as exc:
             raise InvalidRequest(f"Invalid value for 'ip_allowlist': {exc}.", param="ip_allowlist") from None
         if expires_in is not None and not 60 <= expires_in <= 3 * 365 * 86400:
             raise InvalidRequest("Invalid value for 'expires_in': between 60 seconds and 3 years.", param="expires_in")
         now = self._clock()
+        expires_at = now + expires_in if expires_in is not None else None
+        key_limits = Limits.from_dict(limits)
+        if granted_by is not None and granted_by.key_id is not None:
+            # A key mints no key freer than itself: not longer-lived, not from more places, not less limited.
+            parent = self.get(user_id, granted_by.key_id)
+            if parent.expires_at is not None:
+                expires_at = min(expires_at or parent.expires_at, parent.expires_at)
+            if parent.ip_allowlist:
+                outer = parse_networks(parent.ip_allowlist)
+                if not allowlist:
+                    allowlist = list(parent.ip_allowlist)
+                elif not all(any(n.version == o.version and n.subnet_of(o) for o in outer) for n in networks):  # type: ignore[arg-type]
+                    raise Forbidden(
+                        "A key can only create keys whose IP allowlist lies inside its own.",
+                        param="ip_allowlist",
+                        code="insufficient_scope",
+                    )
+            key_limits = key_limits.over(Limits.from_dict(parent.limits))
         secret = new_api_key()
         row = ApiKeyRow(
             id=new_id("key"),
@@ -115,9 +133,9 @@ class KeyService:
             hint=secret[:8],
             scopes=wanted,
             ip_allowlist=allowlist,
-            limits=Limits.from_dict(limits).to_dict(),
+            limits=key_limits.to_dict(),
             created_at=now,
-            expires_at=now + expires_in if expires_in is not None else None,
+            expires_at=expires_at,
         )
         with self._sessions.begin() as s:
             live = s.scalars(select(ApiKeyRow.id).where(ApiKeyRow.owner_id == user_id, ApiKeyRow.revoked_at.is_(None)))

@@ -1,6 +1,7 @@
 """A person's rights over their data: export everything (JSON plus files) and delete the account.
 
-Deleting an account shreds its likeness (the data key first, so backups become unreadable), deletes
+Deleting an account shreds its likeness (the data key first, so copies of the database and blobs
+become unreadable; the key store itself must be kept out of such backups), deletes
 every video it made and every file of them, revokes and removes its keys, ends its sessions and
 removes the account. The audit log keeps its pseudonymous events (ids, never content), as a
 tamper-evident log must.
@@ -28,6 +29,10 @@ from kinema.db.models import (
     CharacterRow,
     CharacterUseRow,
     ConsentRow,
+    EnrolmentChallengeRow,
+    InviteRow,
+    KeySightingRow,
+    ModerationRefusalRow,
     UsageChargeRow,
     UserRow,
     VideoRow,
@@ -80,6 +85,14 @@ class PrivacyService:
                 else []
             )
             own_uses = list(s.scalars(select(CharacterUseRow).where(CharacterUseRow.user_id == user_id)))
+            sightings = list(
+                s.scalars(
+                    select(KeySightingRow).where(
+                        KeySightingRow.key_id.in_(select(ApiKeyRow.id).where(ApiKeyRow.owner_id == user_id))
+                    )
+                )
+            )
+            refusals = list(s.scalars(select(ModerationRefusalRow).where(ModerationRefusalRow.owner_id == user_id)))
             events = list(
                 s.scalars(select(AuditEntryRow).where(AuditEntryRow.actor == user_id).order_by(AuditEntryRow.seq))
             )
@@ -117,6 +130,8 @@ class PrivacyService:
                 else None
             ),
             "likeness_uses_by_you": [_row_dict(u) for u in own_uses],
+            "key_sightings": [_row_dict(k, skip=("id",)) for k in sightings],
+            "moderation_refusals": [_row_dict(r, skip=("id",)) for r in refusals],
             "security_events": [
                 {"seq": e.seq, "at": e.at, "action": e.action, "target": e.target, "details": e.details} for e in events
             ],
@@ -139,7 +154,13 @@ class PrivacyService:
         for vid in video_ids:
             self._videos.delete(user_id, vid)
         with self._sessions.begin() as s:
+            email = s.scalar(select(UserRow.email).where(UserRow.id == user_id))
+            key_ids = select(ApiKeyRow.id).where(ApiKeyRow.owner_id == user_id).scalar_subquery()
+            s.execute(delete(KeySightingRow).where(KeySightingRow.key_id.in_(key_ids)))
             keys = s.execute(delete(ApiKeyRow).where(ApiKeyRow.owner_id == user_id).returning(ApiKeyRow.id)).all()
+            s.execute(delete(InviteRow).where((InviteRow.email == email) | (InviteRow.used_by == user_id)))
+            s.execute(delete(ModerationRefusalRow).where(ModerationRefusalRow.owner_id == user_id))
+            s.execute(delete(EnrolmentChallengeRow).where(EnrolmentChallengeRow.user_id == user_id))
             s.execute(delete(WebSessionRow).where(WebSessionRow.user_id == user_id))
             s.execute(delete(AlertRow).where(AlertRow.user_id == user_id))
             s.execute(delete(UsageChargeRow).where(UsageChargeRow.owner_id == user_id))

@@ -16,6 +16,7 @@ from kinema.api.deps import (
     KeysRead,
     KeysWrite,
     SessionPrincipal,
+    is_https,
 )
 from kinema.api.v1.accounts.protocol import (
     Alert,
@@ -41,7 +42,7 @@ router = APIRouter(prefix="/v1", tags=["accounts"])
 def _set_session_cookie(request: Request, response: Response, container: Container, new: NewSession) -> None:
     secure = container.settings.session_cookie_secure
     if secure is None:
-        secure = request.url.scheme == "https"
+        secure = is_https(request, container)
     response.set_cookie(
         SESSION_COOKIE,
         new.cookie,

@@ -20,7 +20,7 @@ def upgrade() -> None:
     op.create_table(
         "characters",
         sa.Column("id", sa.String(64), primary_key=True),
-        sa.Column("owner_id", sa.String(64), nullable=False, index=True),
+        sa.Column("owner_id", sa.String(64), nullable=False, unique=True),
         sa.Column("name", sa.String(64), nullable=False, unique=True),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
