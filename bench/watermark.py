@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
 from bench.encode import FPS, FRAMES, HEIGHT, WIDTH, busy_ticks, realistic_clip  # noqa: E402
-from tests.provenance.test_watermark import decode_rgb, x264  # noqa: E402  (one copy of the attack encoder)
+from tests.provenance.test_watermark import crop_centre, crop_offset, decode_rgb, x264  # noqa: E402  (one copy of the attacks)
 
 from kinema.media.encode import encode_mp4  # noqa: E402
 from kinema.provenance import watermark as wm  # noqa: E402
@@ -70,21 +70,6 @@ def half(frames: np.ndarray) -> np.ndarray:
     _, height, width, _ = frames.shape
     size = (width // 4 * 2, height // 4 * 2)  # half, rounded to even sides for yuv420p
     return np.stack([np.asarray(Image.fromarray(f).resize(size, Image.Resampling.BICUBIC)) for f in frames])
-
-
-def even(frames: np.ndarray) -> np.ndarray:
-    return frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]
-
-
-def crop_centre(frames: np.ndarray) -> np.ndarray:
-    _, height, width, _ = frames.shape
-    dy, dx = round(height * 0.05), round(width * 0.05)
-    return even(frames[:, dy : height - dy, dx : width - dx])
-
-
-def crop_offset(frames: np.ndarray) -> np.ndarray:
-    _, height, width, _ = frames.shape
-    return even(frames[:, round(height * 0.1) + 1 :, round(width * 0.1) + 3 :])
 
 
 # name -> (required by the spec, attack on the delivered frames returning MP4 bytes)

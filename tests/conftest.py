@@ -13,12 +13,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -233,6 +234,23 @@ def start_server(data_dir: Path, db_url: str, models_dir: Path, *, workers: int 
         time.sleep(0.2)
     proc.stop(signal.SIGKILL)
     raise RuntimeError(f"kinema serve did not come up:\n{proc.output()}")
+
+
+def client_for(server: Proc, key: str | None = None, *, timeout: float = 60) -> openai.OpenAI:
+    """The official SDK against ``server``, with ``key`` (default: the server's member key), no retries."""
+    return openai.OpenAI(
+        base_url=f"{server.base_url}/v1", api_key=key or server.api_key, max_retries=0, timeout=timeout
+    )
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``check`` every 50 ms until it is true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

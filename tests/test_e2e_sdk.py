@@ -18,6 +18,8 @@ import openai
 import pytest
 from PIL import Image
 
+from tests.conftest import client_for
+
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 pytestmark = pytest.mark.slow
@@ -40,10 +42,6 @@ def by_id(video_id: str) -> dict[str, object]:
     ``video``), so the reference goes through ``extra_body``: the SDK then sends ``video[id]``.
     """
     return {"video": openai.omit, "extra_body": {"video": {"id": video_id}, **FAST}}
-
-
-def client_for(server) -> openai.OpenAI:  # type: ignore[no-untyped-def]
-    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=server.api_key, max_retries=0, timeout=60)
 
 
 def png_bytes(w: int = 120, h: int = 80) -> bytes:

@@ -18,16 +18,12 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import Proc, kinema_env, provision
+from tests.conftest import Proc, client_for, kinema_env, provision
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 pytestmark = pytest.mark.slow
 MAX_NETWORKS = 4
 BEHIND_PROXY = {"KINEMA_TRUSTED_PROXIES": '["127.0.0.1"]', "KINEMA_KEYGUARD_MAX_NETWORKS": str(MAX_NETWORKS)}
-
-
-def client_for(server: Proc, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=key, max_retries=0, timeout=60)
 
 
 def forwarded_for(i: int) -> dict[str, str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import Proc, provision
+from tests.conftest import Proc, client_for, provision, wait_for
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 pytestmark = pytest.mark.slow
@@ -26,19 +25,6 @@ FAST = {"num_inference_steps": 1}
 PROPAGATION = 2.0  # seconds; the design bound is 0.5 s (snapshot age) + one request
 SLOW = {"num_inference_steps": 100}  # tiny-wan takes seconds over this, long enough to pause it midway
 RETRY_AFTER = 7
-
-
-def client_for(server: Proc, key: str | None = None) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=key or server.api_key, max_retries=0, timeout=60)
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def admin(server: Proc, key: str, action: str, **body: Any) -> list[dict[str, Any]]:

@@ -8,16 +8,14 @@
 from __future__ import annotations
 
 import threading
-import time
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from tests.conftest import REDIS_URL, Proc, provision
+from tests.conftest import REDIS_URL, Proc, client_for, provision, wait_for
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 pytestmark = pytest.mark.slow
@@ -25,19 +23,6 @@ FAST = {"num_inference_steps": 1}
 TINY_1S = round(9 / 8, 3)  # tiny-wan: "1" second is 9 frames at 8 fps; the charge is frames / fps, to 1 ms
 ABSENT_MODEL = "wan2.1-t2v-1.3b"  # in the catalogue, never pulled here: the worker fails it
 ABSENT_4S = round(65 / 16, 3)  # its "4" seconds: 65 frames at 16 fps, charged as 4.062
-
-
-def client_for(server: Proc, key: str | None = None) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=key or server.api_key, max_retries=0, timeout=60)
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def usage(server: Proc, key: str | None = None) -> dict[str, Any]:

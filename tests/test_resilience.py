@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import signal
-import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import openai
@@ -15,24 +13,11 @@ from sqlalchemy import select
 from kinema.db.models import VideoRow
 from kinema.db.session import make_engine, make_session_factory
 from kinema.queue.store import JobQueue, Lease, Outputs
-from tests.conftest import Proc, kinema_env, start_kinema
+from tests.conftest import client_for, kinema_env, start_kinema, wait_for
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 pytestmark = pytest.mark.slow
 FAST_LEASE = {"KINEMA_LEASE_SECONDS": "2", "KINEMA_HEARTBEAT_SECONDS": "0.3"}
-
-
-def client_for(server: Proc) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=server.api_key, max_retries=0)
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def db_row(db_url: str, vid: str) -> VideoRow:
@@ -49,7 +34,7 @@ def db_row(db_url: str, vid: str) -> VideoRow:
 def test_sigkilled_worker_is_replaced_and_fenced(db_url: str, tmp_path: Path, models_dir: Path, kinema_server) -> None:  # type: ignore[no-untyped-def]
     data = tmp_path / "data"
     server = kinema_server(db_url, workers=0, data_dir=data)
-    client = client_for(server)
+    client = client_for(server, timeout=600)
     video = client.videos.create(prompt="long job", seconds="8", extra_body={"num_inference_steps": 40})
 
     env = kinema_env(data, db_url, models_dir, **FAST_LEASE)
@@ -101,21 +86,23 @@ def test_queued_jobs_survive_a_restart(tmp_path: Path, kinema_server) -> None:  
     data = tmp_path / "data"
     first = kinema_server(db_url, workers=0, data_dir=data)
     ids = [
-        client_for(first).videos.create(prompt=f"job {i}", seconds="1", extra_body={"num_inference_steps": 1}).id
+        client_for(first, timeout=600)
+        .videos.create(prompt=f"job {i}", seconds="1", extra_body={"num_inference_steps": 1})
+        .id
         for i in range(3)
     ]
     first.stop()  # SIGTERM: uvicorn shuts down gracefully, then re-raises the signal
     assert "Application shutdown complete" in first.output()
 
     second = kinema_server(db_url, workers=1, data_dir=data)
-    client = client_for(second)
+    client = client_for(second, timeout=600)
     finished = [client.videos.poll(vid) for vid in ids]
     assert [v.status for v in finished] == ["completed"] * 3
 
 
 def test_cancel_mid_run_and_progress_is_monotonic(tmp_path: Path, kinema_server) -> None:  # type: ignore[no-untyped-def]
     server = kinema_server(f"sqlite:///{tmp_path / 'k.db'}")
-    client = client_for(server)
+    client = client_for(server, timeout=600)
     video = client.videos.create(prompt="to be cancelled", seconds="12", extra_body={"num_inference_steps": 80})
     seen: list[int] = []
 
@@ -142,7 +129,7 @@ def test_cancel_mid_run_and_progress_is_monotonic(tmp_path: Path, kinema_server)
 
 def test_cancel_a_queued_job_at_once(tmp_path: Path, kinema_server) -> None:  # type: ignore[no-untyped-def]
     server = kinema_server(f"sqlite:///{tmp_path / 'k.db'}", workers=0)
-    client = client_for(server)
+    client = client_for(server, timeout=600)
     video = client.videos.create(prompt="never runs", seconds="1")
     cancelled = client.post(f"/videos/{video.id}/cancel", cast_to=openai.types.Video)
     assert cancelled.status == "failed" and cancelled.error is not None and cancelled.error.code == "cancelled"
@@ -165,7 +152,7 @@ def test_many_workers_drain_fifty_jobs_exactly_once(
 ) -> None:  # type: ignore[no-untyped-def]
     data = tmp_path / "data"
     server = kinema_server(pg_url, workers=0, data_dir=data)
-    client = client_for(server)
+    client = client_for(server, timeout=600)
     ids = [
         client.videos.create(prompt=f"job {i}", seconds="1", extra_body={"num_inference_steps": 1}).id
         for i in range(50)

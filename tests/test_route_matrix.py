@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
-import openai
 import pytest
 from fastapi.routing import RouteContext, iter_route_contexts
 
@@ -24,7 +23,7 @@ from kinema.api.app import create_app
 from kinema.api.deps import require_admin, require_session
 from kinema.config import Settings
 from kinema.container import Container
-from tests.conftest import Proc, provision
+from tests.conftest import Proc, client_for, provision
 
 pytestmark = pytest.mark.slow
 
@@ -82,17 +81,13 @@ def test_admin_routes_deny_by_default_and_others_declare_a_scope(routes: list[tu
                 assert "videos:write" in scopes, f"{method} {path} changes videos without videos:write"
 
 
-def _client(server: Proc, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=key, max_retries=0, timeout=60)
-
-
 def test_every_id_route_hides_other_users_objects(
     routes: list[tuple[str, str, RouteContext]], tmp_path: Path, kinema_server
 ) -> None:  # type: ignore[no-untyped-def]
     server = kinema_server(f"sqlite:///{tmp_path / 'k.db'}", workers=1)
     alice = server.api_key
     bob = provision(server.data_dir, server.db_url, "bob@example.com")
-    a = _client(server, alice)
+    a = client_for(server, alice)
     a_key = alice
 
     video = a.videos.create_and_poll(prompt="alice's kite", seconds="1", extra_body=FAST)

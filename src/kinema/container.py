@@ -31,7 +31,6 @@ from kinema.queue.worker import Wakeup, Worker
 from kinema.services.accounts import AccountService, DefaultLimits, PasswordPolicy
 from kinema.services.auth import Principal
 from kinema.services.characters import CharacterService
-from kinema.services.characters import UploadLimits as CharacterUploads
 from kinema.services.generation import GenerationRunner
 from kinema.services.keyguard import KeyGuard
 from kinema.services.keys import KeyService
@@ -41,8 +40,9 @@ from kinema.services.pause import PauseService
 from kinema.services.privacy import PrivacyService
 from kinema.services.provenance import ProvenanceService
 from kinema.services.quotas import Admission, RateLimiter, usage
+from kinema.services.uploads import UploadLimits
 from kinema.services.verification import VerificationService
-from kinema.services.videos import UploadLimits, VideoService
+from kinema.services.videos import VideoService
 
 log = logging.getLogger(__name__)
 
@@ -136,13 +136,7 @@ class Container:
             vault,
             FaceAnalyzer(settings.face_models_dir),
             audit,
-            uploads=CharacterUploads(
-                max_bytes=settings.max_upload_bytes,
-                max_pixels=settings.max_video_pixels,
-                max_frames=settings.max_video_frames,
-                max_seconds=settings.max_video_seconds,
-                max_total_pixels=settings.max_video_total_pixels,
-            ),
+            uploads=limits,
             challenge_ttl_seconds=settings.challenge_ttl_seconds,
             max_retention_days=settings.likeness_retention_days,
             unknown_faces=settings.unknown_faces,

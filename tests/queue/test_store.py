@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from kinema.db.models import VideoRow
 from kinema.db.session import make_engine, make_session_factory, upgrade_to_head
 from kinema.queue.store import JobQueue, Lease, Outputs
+from tests.factories import video_row
 
 
 class FakeClock:
@@ -37,29 +38,7 @@ def add_jobs(sessions: sessionmaker[Session], n: int, created: float = 1.0) -> l
     ids = [f"video_{uuid.uuid4().hex}" for _ in range(n)]
     with sessions.begin() as s:
         for i, vid in enumerate(ids):
-            s.add(
-                VideoRow(
-                    id=vid,
-                    owner_id="o",
-                    kind="create",
-                    task="t2v",
-                    model="tiny-wan",
-                    prompt="p",
-                    size="96x64",
-                    seconds="1",
-                    width=96,
-                    height=64,
-                    num_frames=9,
-                    fps=8,
-                    params={},
-                    status="queued",
-                    progress=0,
-                    cancel_requested=False,
-                    created_at=created + i,
-                    lease_token=0,
-                    attempts=0,
-                )
-            )
+            s.add(video_row(vid, created_at=created + i))
     return ids
 
 

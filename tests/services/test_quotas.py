@@ -18,6 +18,7 @@ from kinema.db.usage import refund_in, used_seconds
 from kinema.services.auth import Limits, Principal
 from kinema.services.errors import RateLimited
 from kinema.services.quotas import Admission, RateLimiter, usage
+from tests.factories import video_row
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 T0 = 1_700_000_000.0  # a fixed "now" for ledger tests, so Retry-After can be checked exactly
@@ -41,24 +42,7 @@ def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
 
 
 def video(video_id: str, owner_id: str, key_id: str | None = None, now: float = T0) -> VideoRow:
-    return VideoRow(
-        id=video_id,
-        owner_id=owner_id,
-        key_id=key_id,
-        kind="create",
-        task="t2v",
-        model="tiny-wan",
-        prompt="a cat",
-        size="96x64",
-        seconds="1",
-        width=96,
-        height=64,
-        num_frames=17,
-        fps=16,
-        params={},
-        status="queued",
-        created_at=now,
-    )
+    return video_row(video_id, owner_id=owner_id, key_id=key_id, prompt="a cat", num_frames=17, fps=16, created_at=now)
 
 
 def admit(

@@ -15,10 +15,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kinema.audit.checkpoint import CheckpointSigner
 from kinema.audit.log import AuditLog
-from kinema.db.models import ModerationRefusalRow, VideoRow
+from kinema.db.models import ModerationRefusalRow
 from kinema.db.session import make_engine, make_session_factory, upgrade_to_head
 from kinema.services import transparency as t
 from kinema.services.errors import InvalidRequest
+from tests.factories import video_row
 
 
 def ts(text: str) -> float:
@@ -54,20 +55,14 @@ def event(audit: AuditLog, clock: Clock, when: str, action: str, **kw: Any) -> N
 def video(sessions: sessionmaker[Session], vid: str, when: str, status: str, *, error_code: str | None = None) -> None:
     with sessions.begin() as s:
         s.add(
-            VideoRow(
-                id=vid,
+            video_row(
+                vid,
                 owner_id="user_SECRETOWNER",
-                kind="create",
-                task="t2v",
-                model="tiny-wan",
                 prompt="PROMPT-SHOULD-NOT-LEAK",
                 size="256x160",
-                seconds="1",
                 width=256,
                 height=160,
                 num_frames=8,
-                fps=8,
-                params={},
                 status=status,
                 error_code=error_code,
                 created_at=ts(when),

@@ -75,6 +75,7 @@ def get_principal(request: Request, container: ContainerDep, client: ClientDep) 
         container.keyguard.observe(principal, client)
     elif cookie:
         principal, csrf = container.accounts.session_principal(cookie)
+        request.state.csrf_token = csrf  # for GET /v1/me, without a second session lookup
         if request.method not in SAFE_METHODS:
             sent = request.headers.get(CSRF_HEADER, "")
             if not sent or not hmac.compare_digest(sent.encode(), csrf.encode()):

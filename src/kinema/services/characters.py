@@ -43,10 +43,9 @@ from kinema.db.usage import refund_in
 from kinema.faces import FaceAnalyzer
 from kinema.faces.enrolment import EnrolmentError, analyze_enrolment, describe_challenge, random_challenge
 from kinema.faces.matching import SAME_PERSON, best_match
-from kinema.media.errors import MediaError
-from kinema.media.video_decode import decode_video
 from kinema.services.auth import Principal, new_id
-from kinema.services.errors import Conflict, Forbidden, InvalidRequest, NotFound, ServiceError, from_media_error
+from kinema.services.errors import Conflict, Forbidden, InvalidRequest, NotFound, ServiceError
+from kinema.services.uploads import UploadLimits, decode_video_upload
 
 CHARACTER_ID = re.compile(r"^char_[0-9a-f]{24}$")
 CHALLENGE_ID = re.compile(r"^chal_[0-9a-f]{24}$")
@@ -86,15 +85,6 @@ class Permissions:
     allowed_users: list[str] = field(default_factory=list)
     expires_at: float | None = None
     restrictions: str | None = None
-
-
-@dataclass(frozen=True)
-class UploadLimits:
-    max_bytes: int
-    max_pixels: int
-    max_frames: int
-    max_seconds: float
-    max_total_pixels: int
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -227,18 +217,7 @@ class CharacterService:
             raise InvalidRequest(
                 "This challenge expired or was used; ask for a new one.", param="challenge_id", code="challenge_expired"
             )
-        lim = self._uploads
-        try:
-            clip = decode_video(
-                video,
-                max_bytes=lim.max_bytes,
-                max_pixels=lim.max_pixels,
-                max_frames=lim.max_frames,
-                max_seconds=lim.max_seconds,
-                max_total_pixels=lim.max_total_pixels,
-            )
-        except MediaError as exc:
-            raise from_media_error(exc, "video") from None
+        clip = decode_video_upload(video, self._uploads, "video")
         try:
             enrolment = analyze_enrolment(clip.frames, challenge.moves, analyzer=self.faces)  # type: ignore[arg-type]
         except EnrolmentError as exc:
@@ -271,12 +250,7 @@ class CharacterService:
                 )
             if s.scalar(select(CharacterRow.id).where(CharacterRow.name == name)):
                 raise Conflict(f"The name '@{name}' is taken; choose another.", param="name", code="name_taken")
-            if self._matches_someone_else(principal.id, descriptor):
-                raise Conflict(
-                    "This face matches a likeness enrolled by another account, so it cannot be enrolled here.",
-                    param="video",
-                    code="face_already_enrolled",
-                )
+            self._refuse_someone_elses_face(principal.id, descriptor)
             s.add(
                 CharacterRow(
                     id=character_id,
@@ -307,12 +281,7 @@ class CharacterService:
                     .values(descriptor=sealed, chip_count=len(enrolment.chips), status="active")
                 )
                 # Again under the lock: another process may have activated the same face meanwhile.
-                if self._matches_someone_else(principal.id, descriptor):
-                    raise Conflict(
-                        "This face matches a likeness enrolled by another account, so it cannot be enrolled here.",
-                        param="video",
-                        code="face_already_enrolled",
-                    )
+                self._refuse_someone_elses_face(principal.id, descriptor)
                 self._audit.append_in(
                     s,
                     "character.create",
@@ -375,8 +344,14 @@ class CharacterService:
                 latest[cid] = (rev, list(purposes))
         return {cid: p for cid, (_, p) in latest.items()}
 
-    def _matches_someone_else(self, owner_id: str, descriptor: np.ndarray) -> bool:
-        return best_match(descriptor, self._descriptors(exclude_owner=owner_id), SAME_PERSON) is not None
+    def _refuse_someone_elses_face(self, owner_id: str, descriptor: np.ndarray) -> None:
+        """The impersonation guard: 409 when the face matches another account's likeness (not saying whose)."""
+        if best_match(descriptor, self._descriptors(exclude_owner=owner_id), SAME_PERSON) is not None:
+            raise Conflict(
+                "This face matches a likeness enrolled by another account, so it cannot be enrolled here.",
+                param="video",
+                code="face_already_enrolled",
+            )
 
     # -- reading ---------------------------------------------------------------------------------
 

@@ -133,6 +133,15 @@ def _active_jobs(session: Session, *, owner_id: str | None = None, key_id: str |
     return int(session.execute(query).scalar_one())
 
 
+def _scopes(principal: Principal, field: str) -> list[tuple[str, Any, dict[str, str]]]:
+    """(scope, limit, row filter) for the user and, when the request used one, the key; ``field`` names
+    the limit (``concurrent_jobs``, ``video_seconds_per_day``)."""
+    scopes = [("user", getattr(principal.limits, field), {"owner_id": principal.id})]
+    if principal.key_id:
+        scopes.append(("key", getattr(principal.key_limits, field), {"key_id": principal.key_id}))
+    return scopes
+
+
 class Admission:
     """Admits a job against the caller's concurrent-job and daily video-seconds quotas, and charges it."""
 
@@ -167,12 +176,7 @@ class Admission:
             session.execute(select(func.pg_advisory_xact_lock(_advisory_key(user_id))))
 
     def _check_concurrent(self, session: Session, principal: Principal) -> None:
-        scopes: list[tuple[str, int | None, dict[str, str]]] = [
-            ("user", principal.limits.concurrent_jobs, {"owner_id": principal.id})
-        ]
-        if principal.key_id:
-            scopes.append(("key", principal.key_limits.concurrent_jobs, {"key_id": principal.key_id}))
-        for scope, limit, where in scopes:
+        for scope, limit, where in _scopes(principal, "concurrent_jobs"):
             if limit is None:
                 continue
             active = _active_jobs(session, **where)
@@ -186,12 +190,7 @@ class Admission:
 
     def _check_seconds(self, session: Session, principal: Principal, seconds: float, now: float) -> None:
         since = now - self.window_seconds
-        scopes: list[tuple[str, float | None, dict[str, str]]] = [
-            ("user", principal.limits.video_seconds_per_day, {"owner_id": principal.id})
-        ]
-        if principal.key_id:
-            scopes.append(("key", principal.key_limits.video_seconds_per_day, {"key_id": principal.key_id}))
-        for scope, limit, where in scopes:
+        for scope, limit, where in _scopes(principal, "video_seconds_per_day"):
             if limit is None:
                 continue
             used = used_seconds(session, since=since, **where)

@@ -29,9 +29,7 @@ from kinema.db.usage import refund_in
 from kinema.engine.base import Task
 from kinema.engine.registry import ModelRegistry, ModelSpec, UnknownModel, UnsupportedRequest
 from kinema.media.encode import encode_mp4
-from kinema.media.errors import MediaError
-from kinema.media.images import decode_image
-from kinema.media.video_decode import DecodedVideo, decode_video, read_mp4
+from kinema.media.video_decode import DecodedVideo, read_mp4
 from kinema.services import planning
 from kinema.services.auth import Principal
 from kinema.services.characters import CharacterService
@@ -39,31 +37,17 @@ from kinema.services.errors import (
     Conflict,
     InvalidRequest,
     NotFound,
-    from_media_error,
 )
 from kinema.services.moderation import PromptGuard
 from kinema.services.options import CreateVideo, EditVideo, ExtendVideo, GenerationOptions, VideoSource
 from kinema.services.pause import PauseService
 from kinema.services.planning import Plan
 from kinema.services.quotas import Admission
+from kinema.services.uploads import UploadLimits, decode_image_upload, decode_video_upload
 
 Variant = Literal["video", "thumbnail", "spritesheet"]
 MEDIA_TYPES: dict[str, str] = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet": "image/jpeg"}
 DEFAULT_EDIT_STRENGTH = 0.7
-
-
-@dataclass(frozen=True)
-class UploadLimits:
-    """Caps on what a caller may upload."""
-
-    max_bytes: int
-    max_image_pixels: int
-    max_video_pixels: int
-    max_video_frames: int
-    max_video_seconds: float
-    max_video_total_pixels: int = 300_000_000
-    max_inference_steps: int = 100
-    max_prompt_chars: int = 4000
 
 
 @dataclass(frozen=True)
@@ -157,7 +141,7 @@ class VideoService:
         params = self._params(spec, req.options, {})
         image_png = None
         if req.image is not None:
-            image = self._decode_image(req.image)
+            image = decode_image_upload(req.image, self._limits, "input_reference")
             likenesses = self._face_guard(principal, [np.asarray(image.convert("RGB"))], "input_reference", req.prompt)
             image_png = _png(image)
         video_id = new_video_id()
@@ -491,26 +475,7 @@ class VideoService:
             assert row.video_key is not None
             return row, read_mp4(self._blobs.get(row.video_key))
         assert source.upload is not None
-        lim = self._limits
-        try:
-            clip = decode_video(
-                source.upload,
-                max_bytes=lim.max_bytes,
-                max_pixels=lim.max_video_pixels,
-                max_frames=lim.max_video_frames,
-                max_seconds=lim.max_video_seconds,
-                max_total_pixels=lim.max_video_total_pixels,
-            )
-        except MediaError as exc:
-            raise from_media_error(exc, "video") from None
-        return None, clip
-
-    def _decode_image(self, data: bytes) -> Image.Image:
-        lim = self._limits
-        try:
-            return decode_image(data, max_bytes=lim.max_bytes, max_pixels=lim.max_image_pixels)
-        except MediaError as exc:
-            raise from_media_error(exc, "input_reference") from None
+        return None, decode_video_upload(source.upload, self._limits, "video")
 
     def _likenesses(self, principal: Principal, ids: builtins.list[str], prompt: str) -> builtins.list[CharacterRow]:
         """The likenesses a request names, each one the caller may use (404/400/403 otherwise)."""

@@ -8,22 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field
 
+from kinema.api.strict import Strict
 from kinema.db.models import AlertRow, ApiKeyRow, UserRow
-
-
-class Strict(BaseModel):
-    """A request body: unknown fields refused, no NUL characters (PostgreSQL text cannot hold them)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _no_nul(cls, value: object) -> object:
-        if isinstance(value, str) and "\x00" in value:
-            raise ValueError("must not contain NUL characters")
-        return value
 
 
 class SignupBody(Strict):

@@ -128,9 +128,7 @@ async def delete_me(
 def me(request: Request, principal: CurrentPrincipal, container: ContainerDep) -> Me:
     """Who you are, how you authenticated, your scopes, limits and current usage."""
     user = container.accounts.get_user(principal.id)
-    csrf = None
-    if principal.via == "session":
-        _, csrf = container.accounts.session_principal(request.cookies.get(SESSION_COOKIE, ""))
+    csrf = request.state.csrf_token if principal.via == "session" else None
     return Me(
         user=User.from_row(user),
         via=principal.via,

@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from kinema.api.v1.accounts.protocol import Strict, User
+from kinema.api.strict import Strict
+from kinema.api.v1.accounts.protocol import User
 from kinema.db.models import InviteRow
 
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from kinema.api.v1.accounts.protocol import Strict
+from kinema.api.strict import Strict
 from kinema.db.models import CharacterRow, CharacterUseRow, ConsentRow, EnrolmentChallengeRow
 
 

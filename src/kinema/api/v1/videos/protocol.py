@@ -9,25 +9,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
+from kinema.api.strict import Strict
 from kinema.db.models import VideoRow
 from kinema.services.options import GenerationOptions
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _no_nul(cls, value: object) -> object:
-        # PostgreSQL text cannot hold NUL; refuse it here rather than fail at the database.
-        if isinstance(value, str) and "\x00" in value:
-            raise ValueError("must not contain NUL characters")
-        return value
-
-
-class Extras(_Strict):
+class Extras(Strict):
     """Kinema-only knobs; each defaults to the model's own value."""
 
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Random seed; same seed, same video.")
@@ -51,14 +40,14 @@ def _as_str(value: object) -> object:
     return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 
-class ImageReference(_Strict):
+class ImageReference(Strict):
     """``input_reference`` sent as an object in JSON: a base64 ``data:`` URL."""
 
     image_url: str | None = None
     file_id: str | None = None
 
 
-class VideoReference(_Strict):
+class VideoReference(Strict):
     """A completed video by id."""
 
     id: str = Field(min_length=1)
