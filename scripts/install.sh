@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
-# Install Kinema into ./.venv. Usage: scripts/install.sh [extra]   (extra: test)
+# Install Kinema into ./.venv. Usage: scripts/install.sh [extra]   (extra: test; default: postgres,examples)
+# Nothing is installed when .venv already holds this checkout and everything pyproject.toml asks for
+# (scripts/installed.py checks), so running scripts/serve.sh again starts at once, with no network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extra="${1:-}"
-python3 -m venv .venv
+extras="${1:-postgres,examples}"
+[ -x .venv/bin/python ] || python3 -m venv .venv
 . .venv/bin/activate
-python -m pip install -q --upgrade pip
-# torch first, pinned: a bare dependency on torch would let pip pick the newest build with several
-# GB of CUDA libraries. On a GPU host install the CUDA build of your choice before this script.
-python -c "import torch" 2>/dev/null || python -m pip install -q "torch==2.13.0"
-if [ -n "$extra" ]; then
-  python -m pip install -q -e ".[$extra]"
-else
-  python -m pip install -q -e ".[postgres]"
+if python scripts/installed.py "$extras" 2>/dev/null; then
+  exit 0
 fi
+python -m pip install -q --upgrade pip
+# torch first. From PyPI, `pip install torch==2.13.0` on Linux x86-64 is the CUDA build: with its NVIDIA
+# libraries, several GB. On Linux without an NVIDIA GPU (no nvidia-smi) this takes the CPU-only build from
+# PyTorch's own index instead, a few hundred MB. TORCH_INDEX_URL chooses the index yourself (for example
+# https://download.pytorch.org/whl/cu128); a torch that is already importable is kept as it is.
+if ! python -c "import torch" 2>/dev/null; then
+  index="${TORCH_INDEX_URL:-}"
+  if [ -z "$index" ] && [ "$(uname -s)" = Linux ] && ! command -v nvidia-smi >/dev/null 2>&1; then
+    index=https://download.pytorch.org/whl/cpu
+  fi
+  python -m pip install -q "torch==2.13.0" ${index:+--index-url "$index"}
+fi
+python -m pip install -q -e ".[$extras]"

@@ -65,7 +65,7 @@ def test_full_video_lifecycle_through_the_sdk(db_url: str, kinema_server) -> Non
         extra_body={**FAST, "seed": 7},
     )
     assert video.status == "completed", video.error
-    assert video.progress == 100 and video.model == "tiny-wan" and video.size == "96x64" and video.seconds == "4"
+    assert video.progress == 100 and video.model == "tiny-wan" and video.size == "256x160" and video.seconds == "4"
     assert video.completed_at is not None and video.completed_at >= video.created_at
 
     raw = client.videos.with_raw_response.retrieve(video.id)
@@ -73,11 +73,11 @@ def test_full_video_lifecycle_through_the_sdk(db_url: str, kinema_server) -> Non
 
     mp4 = client.videos.download_content(video.id).read()
     assert mp4[4:8] == b"ftyp"
-    assert decode_mp4(mp4) == (33, 96, 64, FPS)  # 4 s x 8 fps + 1
+    assert decode_mp4(mp4) == (33, 256, 160, FPS)  # 4 s x 8 fps + 1
     thumb = Image.open(io.BytesIO(client.videos.download_content(video.id, variant="thumbnail").read()))
-    assert thumb.format == "WEBP" and thumb.size == (96, 64)
+    assert thumb.format == "WEBP" and thumb.size == (256, 160)
     sprite = Image.open(io.BytesIO(client.videos.download_content(video.id, variant="spritesheet").read()))
-    assert sprite.format == "JPEG" and sprite.width > 96
+    assert sprite.format == "JPEG" and sprite.width > 256
 
     # Remix: same settings, new prompt, provenance link.
     remix = client.videos.remix(video.id, prompt="the same kite at night")
@@ -89,7 +89,7 @@ def test_full_video_lifecycle_through_the_sdk(db_url: str, kinema_server) -> Non
     # Edit by reference to a completed video, and by upload.
     edit = client.videos.poll(client.videos.edit(prompt="make it snow", **by_id(video.id)).id)
     assert edit.status == "completed", edit.error
-    assert decode_mp4(client.videos.download_content(edit.id).read())[1:3] == (96, 64)
+    assert decode_mp4(client.videos.download_content(edit.id).read())[1:3] == (256, 160)
     upload = client.videos.edit(prompt="make it snow", video=("clip.mp4", mp4, "video/mp4"), extra_body=FAST)
     upload = client.videos.poll(upload.id)
     assert upload.status == "completed", upload.error
@@ -100,7 +100,7 @@ def test_full_video_lifecycle_through_the_sdk(db_url: str, kinema_server) -> Non
     ext = client.videos.poll(ext.id)
     assert ext.status == "completed", ext.error
     frames, w, h, fps = decode_mp4(client.videos.download_content(ext.id).read())
-    assert (frames, w, h, fps) == (33 + 17 - 1, 96, 64, FPS)
+    assert (frames, w, h, fps) == (33 + 17 - 1, 256, 160, FPS)
 
     # Image-to-video from an uploaded first frame.
     i2v = client.videos.create_and_poll(
@@ -140,7 +140,7 @@ def test_async_client(db_url: str, kinema_server) -> None:  # type: ignore[no-un
         page = await client.videos.list(limit=10)
         assert {v.id for v in page.data} == {v.id for v in videos}
         content = await client.videos.download_content(videos[0].id)
-        assert decode_mp4(content.read()) == (9, 96, 64, FPS)
+        assert decode_mp4(content.read()) == (9, 256, 160, FPS)
         await client.close()
 
     asyncio.run(scenario())

@@ -1,6 +1,8 @@
-"""Likenesses end to end on a real server with real face photos: consent, challenge, enrolment through
-the SDK's ``create_character``, impersonation, permissions, generation with a likeness, the usage log,
-the face guard on uploads, revocation, a raw-storage scan, and crypto-shredding on deletion."""
+"""Likenesses end to end on a real server with real face photos: consent, challenge (attempts per
+challenge, mirrored recordings), enrolment through the SDK's ``create_character``, impersonation,
+permissions, generation with a likeness, the usage log, the face guard on uploads (sealed under the
+likeness's key), revocation, a raw-storage scan, and deletion: crypto-shredding and every video of the
+person gone, whoever made it."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from sqlalchemy import select
 
 from kinema.media.encode import encode_mp4
 from tests.conftest import Proc, client_for, provision
+from tests.faces.clips import encode_h264, head_turn_clip
 from tests.faces.photos import clip, faces_dir, photo
 
 pytestmark = pytest.mark.slow
@@ -35,10 +38,10 @@ def _photos() -> None:
         pytest.skip(f"face test photographs not found at {faces_dir()} (set KINEMA_TEST_FACES)")
 
 
-def _clip_for(moves: list[str], person: dict[str, str] | None = None) -> bytes:
-    names = person or TURNED
-    frames = clip([photo("obama_1"), photo(names[moves[0]]), photo("obama_1"), photo(names[moves[1]])], repeat=3)
-    return encode_mp4(frames, 6)
+def _clip_for(moves: list[str], person: str = "obama_1") -> bytes:
+    # An honest head turn, rendered in 3D from one photograph (a synthetic stand-in for real footage; see
+    # tests/faces/clips.py): stitched photographs are now refused by liveness as a spliced clip.
+    return encode_h264(head_turn_clip(moves, person, seconds=3.5, fps=15, seed=3, amplitudes=(30, 30)), 15)
 
 
 def _still_clip() -> bytes:
@@ -163,8 +166,24 @@ def test_likeness_lifecycle(tmp_path: Path, kinema_server) -> None:  # type: ign
     with pytest.raises(openai.NotFoundError):
         bob.videos.retrieve(theirs.id)
 
-    # Face guard: an upload of Alice's face is refused to... nobody allowed? Bob is allowed, so it passes;
-    # an unknown real face is refused by default.
+    # Uploads showing her face, by Bob (allowed): the face guard ties them to her likeness, and they are
+    # stored sealed under its key (the raw-storage scan below covers blobs/inputs/), then shredded with it.
+    face_ref = bob.videos.create_and_poll(
+        prompt="a portrait in the rain",
+        seconds="1",
+        input_reference=("o.png", _png("obama_1"), "image/png"),
+        extra_body=FAST,
+    )
+    assert face_ref.status == "completed", face_ref.error
+    face_edit = bob.videos.edit(
+        prompt="make it snow", video=("o.mp4", encode_mp4(clip([photo("obama_1")], repeat=6), 6), "video/mp4")
+    )
+    inputs = server.data_dir / "blobs" / "inputs"
+    assert _files_under(inputs / face_ref.id) and _files_under(inputs / face_edit.id)
+    unrelated = bob.videos.create_and_poll(prompt="a lighthouse at dusk", seconds="1", extra_body=FAST)
+    assert unrelated.status == "completed", unrelated.error
+
+    # Face guard: an unknown real face is refused by default.
     with pytest.raises(openai.PermissionDeniedError) as err:
         bob.videos.create(prompt="x", input_reference=("b.png", _png("biden_1"), "image/png"), extra_body=FAST)
     assert err.value.code == "unknown_face"
@@ -188,10 +207,26 @@ def test_likeness_lifecycle(tmp_path: Path, kinema_server) -> None:  # type: ign
     sprites = list((server.data_dir / "blobs" / "videos").rglob("spritesheet.jpg"))
     assert sprites and any(sig in sprites[0].read_bytes()[:4] for sig in (b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xe1"))
 
-    # Deletion shreds the key: saved ciphertext is unreadable even with the master key.
+    # Deletion shreds the key: saved ciphertext is unreadable even with the master key. Only the owner may
+    # delete it (keep_videos or not), and every video of the person goes with it, Bob's included.
     saved_descriptor, saved_chip = _ciphertexts(server, made.id)
-    r = httpx.delete(f"{base}/v1/videos/characters/{made.id}", headers=_auth(alice_key))
+    saved_input = _files_under(inputs / face_ref.id)[0].read_bytes()
+    url = f"{base}/v1/videos/characters/{made.id}"
+    assert httpx.delete(url, params={"keep_videos": "true"}, headers=_auth(bob_key)).status_code == 404
+    bad = httpx.delete(url, params={"keep_videos": "maybe"}, headers=_auth(alice_key))
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "keep_videos"
+    assert alice.videos.get_character(made.id).status == "revoked"  # a refused request changed nothing
+    r = httpx.delete(url, params={"keep_videos": "true"}, headers=_auth(alice_key))
     assert r.status_code == 200 and r.json()["deleted"] is True
+    assert (r.json()["videos_deleted"], r.json()["videos_kept"]) == (2, 1)
+    blobs = server.data_dir / "blobs"
+    for gone in (face_ref.id, face_edit.id):
+        with pytest.raises(openai.NotFoundError):
+            bob.videos.retrieve(gone)
+        assert _files_under(blobs / "inputs" / gone) == [] and _files_under(blobs / "videos" / gone) == []
+    assert alice.videos.retrieve(own.id).status == "completed"  # keep_videos: her own video stays
+    assert len(alice.videos.download_content(own.id).read()) > 1000
+    assert bob.videos.retrieve(unrelated.id).status == "completed"  # a video of nobody stays
     from kinema.crypto import CryptoError
 
     vault = _vault(server)
@@ -199,9 +234,15 @@ def test_likeness_lifecycle(tmp_path: Path, kinema_server) -> None:  # type: ign
         vault.decrypt(made.id, saved_descriptor, "descriptor")
     with pytest.raises(CryptoError):
         vault.decrypt(made.id, saved_chip, "chip:0")
+    with pytest.raises(CryptoError):
+        vault.unseal([made.id], saved_input, f"input:inputs/{face_ref.id}/input_image.png")
     assert not (server.data_dir / "blobs" / "characters" / made.id).exists()
     with pytest.raises(openai.NotFoundError):
         alice.videos.get_character(made.id)
+
+
+def _files_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
 
 
 def _vault(server: Proc):  # type: ignore[no-untyped-def]
@@ -232,9 +273,15 @@ def _decrypted_descriptor(server: Proc, character_id: str) -> np.ndarray:
 
 
 def _scan(server: Proc, tmp: Path, descriptor: np.ndarray) -> list[str]:
-    """Files at rest (data folder: database, blobs, keys, logs; and the server's temp folder) that hold
-    image file signatures outside generated outputs, or the descriptor's values in plaintext."""
-    images = {"png": b"\x89PNG\r\n\x1a\n", "jpeg": b"\xff\xd8\xff\xe0", "jpeg-exif": b"\xff\xd8\xff\xe1"}
+    """Files at rest (data folder: database, blobs with the jobs' inputs, keys, logs; and the server's temp
+    folder) that hold image or video file signatures outside generated outputs, or the descriptor's values in
+    plaintext."""
+    images = {
+        "png": b"\x89PNG\r\n\x1a\n",
+        "jpeg": b"\xff\xd8\xff\xe0",
+        "jpeg-exif": b"\xff\xd8\xff\xe1",
+        "mp4": b"ftypisom",  # an uploaded clip kept in plain (blobs/inputs/)
+    }
     values = {"descriptor-bytes": descriptor[:8].tobytes(), "descriptor-text": f"{float(descriptor[0]):.6f}".encode()}
     outputs = server.data_dir / "blobs" / "videos"  # generated videos and their previews: not stored face data
     leaks = []
@@ -309,3 +356,65 @@ def test_export_and_account_deletion_shred_everything(tmp_path: Path, kinema_ser
         _vault(server).decrypt(made.id, saved_chip, "chip:0")
     blobs = server.data_dir / "blobs"
     assert not list(blobs.glob(f"videos/{video.id}/**/*.mp4")) and not (blobs / "characters" / made.id).exists()
+
+
+def _mirror(video: bytes) -> bytes:
+    """The same clip stored mirrored, as front cameras store it."""
+    from kinema.media.video_decode import read_mp4
+
+    decoded = read_mp4(video)
+    return encode_mp4(np.ascontiguousarray(decoded.frames[:, :, ::-1]), max(1, round(decoded.fps)))
+
+
+def test_challenge_attempts_are_limited_and_mirrored_recordings_enrol(tmp_path: Path, kinema_server) -> None:  # type: ignore[no-untyped-def]
+    server = kinema_server(f"sqlite:///{tmp_path / 'k.db'}", workers=0)
+    base, key = server.base_url, server.api_key
+    bob_key = provision(server.data_dir, server.db_url, "bob@example.com")
+    alice = client_for(server, key, timeout=120)
+    consent = _consent(server, key)
+
+    def attempt(client: openai.OpenAI, challenge_id: str, video: bytes, **extra: object) -> openai.APIStatusError:
+        with pytest.raises(openai.APIStatusError) as err:
+            client.videos.create_character(
+                name="barack",
+                video=("me.mp4", video, "video/mp4"),
+                extra_body={"challenge_id": challenge_id, "consent": consent, **extra},
+            )
+        return err.value
+
+    challenge = httpx.post(f"{base}/v1/videos/characters/challenges", headers=_auth(key)).json()
+    # Someone else's challenge is refused, and does not spend an attempt of its owner's.
+    wrong = attempt(client_for(server, bob_key, timeout=120), challenge["id"], _still_clip())
+    assert (wrong.status_code, wrong.code) == (400, "challenge_invalid")
+
+    # Every refused upload counts, though the request is refused; the message says how many are left.
+    left = []
+    for _ in range(3):
+        refused = attempt(alice, challenge["id"], _still_clip())
+        assert refused.status_code == 400 and refused.code and not refused.code.startswith("challenge_")
+        left.append(str(refused.body))
+    assert "2 more attempts" in left[0] and "1 more attempt " in left[1] and "last attempt" in left[2]
+    # Spent: even the right clip is refused now, until the caller asks for a new challenge.
+    spent = attempt(alice, challenge["id"], _clip_for(challenge["moves"]))
+    assert (spent.status_code, spent.code) == (400, "challenge_exhausted")
+    assert spent.param == "challenge_id" and "new one" in spent.message
+    assert httpx.get(f"{base}/v1/videos/characters", headers=_auth(key)).json()["data"] == []
+
+    # A front camera's mirrored recording: refused as the wrong turns without `mirrored`, enrolled with it.
+    challenge = httpx.post(f"{base}/v1/videos/characters/challenges", headers=_auth(key)).json()
+    mirrored = _mirror(_clip_for(challenge["moves"]))
+    unflagged = attempt(alice, challenge["id"], mirrored)
+    assert (unflagged.status_code, unflagged.code) == (400, "movement_not_seen")
+    made = alice.videos.create_character(
+        name="barack",
+        video=("me.mp4", mirrored, "video/mp4"),
+        extra_body={"challenge_id": challenge["id"], "consent": consent, "mirrored": True},
+    )
+    assert made.id.startswith("char_") and made.name == "barack"
+    bad = httpx.post(
+        f"{base}/v1/videos/characters",
+        headers=_auth(key),
+        files={"video": ("me.mp4", mirrored, "video/mp4")},
+        data={"name": "x2", "challenge_id": challenge["id"], "mirrored": "sideways"},
+    )
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "mirrored"

@@ -38,12 +38,13 @@ def test_signed_watermarked_and_traced(tmp_path: Path, models_dir: Path, kinema_
     db = f"sqlite:///{tmp_path / 'k.db'}"
     server = kinema_server(db, data_dir=data)
     client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=server.api_key, max_retries=0)
-    # 256x160: the miniature's size that is large enough for the watermark to survive a re-encode
+    # The miniature's default size (256x160), large enough for the watermark to survive a re-encode
     # (at 96x64 the 128-px watermark tile does not fit; see docs/provenance.md).
     video = client.videos.create_and_poll(
-        prompt="a kite", seconds="4", size="256x160", extra_body={"num_inference_steps": 2, "seed": 11}
+        prompt="a kite", seconds="4", extra_body={"num_inference_steps": 2, "seed": 11}
     )
     assert video.status == "completed", video.error
+    assert video.size == "256x160"
     mp4 = client.videos.download_content(video.id).read()
     thumb = client.videos.download_content(video.id, variant="thumbnail").read()
 
@@ -61,6 +62,7 @@ def test_signed_watermarked_and_traced(tmp_path: Path, models_dir: Path, kinema_
     assert original["c2pa"]["state"] == "trusted" and original["c2pa"]["model"] == "tiny-wan"
     assert original["c2pa"]["digital_source_type"].endswith("trainedAlgorithmicMedia")
     assert original["watermark"]["found"] and original["watermark"]["this_deployment"]
+    assert original["watermark"]["state"] == "found"
     assert original["video_id"] == video.id and original["generated_here"]
     assert verify(thumb, "t.webp")["c2pa"]["state"] == "trusted"
 
@@ -71,9 +73,13 @@ def test_signed_watermarked_and_traced(tmp_path: Path, models_dir: Path, kinema_
     assert stripped["watermark"]["found"] and stripped["video_id"] == video.id  # traced by the watermark alone
 
     rng = np.random.default_rng(1)
-    unsigned = verify(encode_mp4(rng.integers(0, 255, (17, 64, 96, 3), dtype=np.uint8), 8))
+    unsigned = verify(encode_mp4(rng.integers(0, 255, (17, 160, 256, 3), dtype=np.uint8), 8))
     assert unsigned["c2pa"]["state"] == "absent" and not unsigned["watermark"]["found"]
+    assert unsigned["watermark"]["state"] == "not_found"
     assert not unsigned["generated_here"] and unsigned["video_id"] is None
+    # Frames too small to carry a mark are said to be so, not "not found".
+    tiny = verify(encode_mp4(rng.integers(0, 255, (17, 64, 96, 3), dtype=np.uint8), 8))
+    assert tiny["watermark"]["state"] == "too_small" and not tiny["watermark"]["found"]
 
     # Anyone can check the signature with the exported anchor, without Kinema's server.
     env = kinema_env(data, db, models_dir)

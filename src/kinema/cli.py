@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
@@ -15,6 +16,11 @@ from pydantic import ValidationError
 from kinema.cli_accounts import admin, ensure_dev_account, keys
 from kinema.cli_report import report
 from kinema.config import Settings, load_settings
+from kinema.services.mediagate import limit_malloc_arenas
+
+if TYPE_CHECKING:
+    from kinema.engine.base import Task
+    from kinema.provenance.watermark import Detection
 
 MINIATURE_WARNING = (
     "note: '{name}' is a miniature with random weights, built on this machine for dry runs and tests; "
@@ -32,6 +38,12 @@ def _settings(**overrides: Any) -> Settings:
             f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors(include_input=False)
         )
         raise click.ClickException(f"invalid settings: {problems}") from None
+
+
+def private_files() -> None:
+    """Files and folders this process creates (database, blobs, keys, logs) are its user's only: they hold
+    password and key hashes, inputs and outputs. Group and others get no access whatever the shell's umask."""
+    os.umask(0o077)
 
 
 def _announce_miniature(settings: Settings, name: str) -> None:
@@ -63,6 +75,8 @@ def main(verbose: bool) -> None:
 @click.option("--dev", is_flag=True, help="Development mode: create an admin and an API key on first start.")
 def serve(host: str | None, port: int | None, workers: int | None, default_model: str | None, dev: bool) -> None:
     """Run the HTTP API with N worker threads in this process."""
+    private_files()
+    limit_malloc_arenas()  # before any request or worker thread exists: see kinema.services.mediagate
     # Settings first: a bad one fails in milliseconds, before torch and diffusers are imported.
     settings = _settings(
         host=host, port=port, workers=workers, default_model=default_model, mode="dev" if dev else None
@@ -94,6 +108,8 @@ def serve(host: str | None, port: int | None, workers: int | None, default_model
 @click.option("--threads", type=int, default=1, show_default=True, help="Jobs run at once by this process.")
 def worker(worker_id: str | None, threads: int) -> None:
     """Run a standalone worker against the configured database and blob folder."""
+    private_files()
+    limit_malloc_arenas()
     from kinema.container import Container
 
     container = Container.from_settings(_settings())
@@ -140,11 +156,19 @@ def generate(
     steps: int | None,
     negative_prompt: str | None,
 ) -> None:
-    """Generate one video locally, without a server, with a progress bar."""
+    """Generate one video locally, without a server, with a progress bar.
+
+    Without --model it uses the configured default model; when that model has not been pulled on this
+    machine and no KINEMA_DEFAULT_MODEL (or kinema.toml) chose it, the miniature tiny-wan, as
+    scripts/serve.sh does, with a note saying so.
+    """
+    from kinema.engine.base import ModelNotAvailable
+    from kinema.engine.registry import TINY_WAN
     from kinema.services.local import generate_locally
 
     settings = _settings(mode="dev")
-    _announce_miniature(settings, model or settings.default_model)
+    model = model or _local_default_model(settings, "i2v" if image is not None else "t2v")
+    _announce_miniature(settings, model)
     try:
         result = generate_locally(
             settings,
@@ -158,9 +182,37 @@ def generate(
             steps=steps,
             negative_prompt=negative_prompt,
         )
+    except ModelNotAvailable as exc:
+        raise click.ClickException(f"{exc}; or try the offline miniature first: --model {TINY_WAN}") from None
     except Exception as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {output} ({result})")
+
+
+def _local_default_model(settings: Settings, task: Task) -> str:
+    """The model ``kinema generate`` uses when none is named (see its help)."""
+    from kinema.container import build_registry
+    from kinema.engine.hub import is_present
+    from kinema.engine.registry import TINY_WAN, UnknownModel
+
+    registry = build_registry(settings)
+    spec = registry.resolve(None)
+    explicit = "default_model" in settings.model_fields_set
+    if spec.miniature or explicit or task not in spec.tasks:
+        return spec.name  # as configured; a missing model fails with the pull command to run
+    if is_present(spec, task, settings.resolved_models_dir):
+        return spec.name
+    try:
+        fallback = registry.resolve(TINY_WAN).name
+    except UnknownModel:  # the deployment does not offer the miniature
+        return spec.name
+    click.secho(
+        f"note: the default model {spec.name} is not pulled on this machine, so this uses the miniature "
+        f"{fallback}, as scripts/serve.sh does. For real video: kinema pull {spec.name} (or pass --model).",
+        fg="yellow",
+        err=True,
+    )
+    return fallback
 
 
 @main.command()
@@ -211,9 +263,26 @@ def verify(file: Path, as_json: bool) -> None:
         return
     c, w = view.c2pa, view.watermark
     click.echo(f"C2PA:      {c.state}" + (f" (model {c.model})" if c.model else ""))
-    found = f"found, confidence {w.confidence:.2f}" if w.found else "not found"
-    click.echo(f"watermark: {found}" + (" (this deployment)" if w.this_deployment else ""))
+    click.echo(
+        f"watermark: {_watermark_line(result.verification.watermark)}"
+        + (" (this deployment)" if w.this_deployment else "")
+    )
     click.echo(f"job:       {view.video_id or 'not traced to a job of this deployment'}")
+
+
+def _watermark_line(detection: Detection) -> str:
+    """The watermark's state in words: found, not found, or too small to carry a mark."""
+    if detection.found:
+        return f"found, confidence {detection.confidence:.2f}"
+    if detection.too_small:
+        from kinema.provenance.watermark import MIN_MARK_SIDE
+
+        width, height = detection.frame_size or (0, 0)
+        return (
+            f"too small to carry a mark ({width}x{height}; a watermark needs {MIN_MARK_SIDE} px or more on the "
+            "short side), so its absence says nothing"
+        )
+    return "not found"
 
 
 @main.group()

@@ -68,14 +68,30 @@ class Settings(BaseSettings):
     )
     poll_after_ms: int = Field(1000, ge=100, description="`openai-poll-after-ms` header sent on retrieve.")
     max_upload_bytes: int = Field(50 * 1024 * 1024, description="Largest accepted upload (image or video).")
-    max_image_pixels: int = Field(40_000_000, description="Largest accepted image, width x height.")
+    max_image_pixels: int = Field(
+        4096 * 4096,
+        ge=1,
+        description="Largest accepted image, width x height (16.8 M: a 12 MP phone photo fits, a 24 MP one must "
+        "be scaled down first). Decoded images are reduced at once to 2048 px on their longest side.",
+    )
     max_video_pixels: int = Field(4096 * 2160, description="Largest accepted video frame, width x height.")
     max_video_frames: int = Field(1000, description="Most frames accepted in an uploaded video.")
     max_video_seconds: float = Field(60.0, description="Longest accepted uploaded video.")
     max_video_total_pixels: int = Field(
-        300_000_000,
-        description="Most decoded pixels (frames x width x height) accepted from one uploaded video; "
-        "bounds the memory an upload can take (300 M pixels is about 0.9 GB of RGB).",
+        100_000_000,
+        ge=1,
+        description="Most decoded pixels (frames x width x height, counted on every frame's real size after "
+        "scaling: 1280 px for edits, 640 px for enrolment clips) kept from one uploaded video; bounds the memory "
+        "an upload can take (100 M pixels is 300 MB of RGB).",
+    )
+    media_slots: int = Field(
+        2, ge=1, description="Uploads decoded and searched for faces at the same time (per API process)."
+    )
+    media_queue: int = Field(
+        8, ge=0, description="Uploads that may wait for a slot; beyond them a 503 `server_busy` with Retry-After."
+    )
+    media_queue_seconds: float = Field(
+        60.0, ge=0, description="Longest an upload waits for a slot before a 503 `server_busy`."
     )
     max_prompt_chars: int = Field(4000, description="Longest accepted prompt.")
     provenance_dir: Path | None = Field(
@@ -176,6 +192,9 @@ class Settings(BaseSettings):
         30, ge=0, le=365, description="A revoked likeness is deleted this many days after revocation."
     )
     challenge_ttl_seconds: float = Field(300, gt=0, description="How long an enrolment challenge stays valid.")
+    challenge_max_attempts: int = Field(
+        3, ge=1, le=20, description="Enrolment uploads allowed per challenge, refused ones included; then ask anew."
+    )
     unknown_faces: Literal["refuse", "allow"] = Field(
         "refuse",
         description="Uploads (input_reference, edits) showing a realistic face that matches no likeness: `refuse` "

@@ -34,6 +34,7 @@ from kinema.services.characters import CharacterService
 from kinema.services.generation import GenerationRunner
 from kinema.services.keyguard import KeyGuard
 from kinema.services.keys import KeyService
+from kinema.services.mediagate import MediaGate
 from kinema.services.moderation import PromptGuard
 from kinema.services.netaddr import parse_networks
 from kinema.services.pause import PauseService
@@ -123,6 +124,7 @@ class Container:
             max_video_total_pixels=settings.max_video_total_pixels,
             max_inference_steps=settings.max_inference_steps,
             max_prompt_chars=settings.max_prompt_chars,
+            gate=MediaGate(settings.media_slots, settings.media_queue, settings.media_queue_seconds),
         )
         wakeup = Wakeup()
         audit = AuditLog(sessions, CheckpointSigner.load_or_create(settings.data_dir / "audit" / "audit-signing.key"))
@@ -138,6 +140,7 @@ class Container:
             audit,
             uploads=limits,
             challenge_ttl_seconds=settings.challenge_ttl_seconds,
+            challenge_max_attempts=settings.challenge_max_attempts,
             max_retention_days=settings.likeness_retention_days,
             unknown_faces=settings.unknown_faces,
         )
@@ -165,7 +168,7 @@ class Container:
             pause=pause,
             characters=characters,
         )
-        verification = VerificationService(sessions, provenance, settings.max_upload_bytes)
+        verification = VerificationService(sessions, provenance, settings.max_upload_bytes, limits.gate)
         accounts = AccountService(
             sessions,
             audit,

@@ -353,3 +353,34 @@ def test_threads_encrypt_decrypt_and_shred_concurrently_through_a_rotation(keys:
     assert len(remaining) == 6 * 3  # the even rounds survive
     assert {r.master_key_id for r in remaining} == {new_master.key_id}  # none left behind on the old master
     assert leftovers(keys.store_path) == []
+
+
+def test_seal_nests_one_layer_per_likeness_and_any_shred_makes_it_unreadable(keys: Keys) -> None:
+    """An upload showing two enrolled people is sealed under both keys: deleting either person shreds it."""
+    a, b, stranger = new_id(), new_id(), new_id()
+    for lk in (a, b, stranger):
+        keys.vault.create(lk)
+    purpose = "input:inputs/video_1/input_image.png"
+    sealed = keys.vault.seal([a, b], FACE, purpose)
+    assert FACE not in sealed and FACE[:8] not in sealed
+    assert len(sealed) == len(FACE) + 2 * (1 + 12 + 16)  # two layers
+    assert keys.vault.unseal([a, b], sealed, purpose) == FACE
+    for wrong_ids in ([b, a], [a], [b], [a, stranger]):  # another order, a missing or a foreign layer
+        with pytest.raises(DecryptionError):
+            keys.vault.unseal(wrong_ids, sealed, purpose)
+    with pytest.raises(DecryptionError):  # bound to its blob: another video's slot does not open it
+        keys.vault.unseal([a, b], sealed, "input:inputs/video_2/input_image.png")
+    with pytest.raises(ValueError):
+        keys.vault.seal([], FACE, purpose)
+
+    other = keys.vault.seal([a, b], FACE, purpose)
+    keys.vault.shred(a)  # the inner layer's key
+    with pytest.raises(KeyShredded):
+        keys.vault.unseal([a, b], sealed, purpose)
+    keys.vault.create(a)  # a new key under the same id does not bring it back
+    with pytest.raises(DecryptionError):
+        keys.vault.unseal([a, b], other, purpose)
+    only_b = keys.vault.seal([b], FACE, purpose)
+    keys.vault.shred(b)  # the outer layer's key
+    with pytest.raises(KeyShredded):
+        keys.vault.unseal([b], only_b, purpose)

@@ -103,8 +103,8 @@ def test_task_the_model_cannot_do_names_models_that_can(registry: ModelRegistry)
 
 def test_tiny_capabilities_sentence(registry: ModelRegistry) -> None:
     assert registry.resolve("tiny-wan").capabilities() == (
-        "sizes 96x64, 64x96, 256x160, 160x256 "
-        "(also accepted: 1280x720, 1792x1024 -> 96x64; 720x1280, 1024x1792 -> 64x96); "
+        "sizes 256x160, 160x256, 96x64, 64x96 "
+        "(also accepted: 1280x720, 1792x1024 -> 256x160; 720x1280, 1024x1792 -> 160x256); "
         "seconds 1, 2, 4, 8, 12; tasks t2v, i2v, v2v, vace"
     )
 

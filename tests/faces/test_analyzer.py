@@ -132,3 +132,38 @@ def test_models_dir_override(tmp_path: Path, photos: Path) -> None:
         (tmp_path / name).symlink_to(installed / name)
     faces = FaceAnalyzer(models_dir=tmp_path).detect(photo("biden_1"), upsample=0)
     assert len(faces) == 1
+
+
+def test_a_huge_image_is_detected_on_a_bounded_downscale(analyzer: FaceAnalyzer) -> None:
+    """A 40 MP upload costs what a 1 MP one does; the box still lands on the face in the original's pixels."""
+    import resource
+    import time
+
+    import cv2
+
+    image = photo("obama_1")  # 640x800
+    (small,) = analyzer.detect(image)
+    factor = 8.0  # 5120x6400: 33 MP
+    huge = cv2.resize(image, (image.shape[1] * 8, image.shape[0] * 8), interpolation=cv2.INTER_LINEAR)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    (face,) = analyzer.detect(huge)
+    elapsed = time.perf_counter() - started
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
+    # dlib's boxes come in steps of its scale pyramid: the same face may be boxed up to ~10 % larger.
+    assert np.allclose(np.array(face.box) / factor, small.box, atol=0.1 * small.size)
+    assert np.allclose(face.landmarks / factor, small.landmarks, atol=0.03 * small.size)
+    assert abs(face.size / factor - small.size) < 0.1 * small.size
+    assert distance(face.descriptor, small.descriptor) < 0.2
+    assert abs(face.yaw - small.yaw) < 0.05
+    # Whole-image detection at 33 MP would take tens of seconds and GBs; the downscale takes well under both.
+    assert elapsed < 8.0
+    assert grown_mb < 400
+    # The chip of the original image is the same face.
+    (chip_face,) = analyzer.detect(analyzer.chip(huge, face))
+    assert distance(chip_face.descriptor, small.descriptor) < 0.4
+    # Without the bound, a small max_side still finds the face and maps it back.
+    (coarse,) = analyzer.detect(image, max_side=400)
+    assert np.allclose(coarse.box, small.box, atol=0.1 * small.size)
+    with pytest.raises(ValueError):
+        analyzer.detect(image, max_side=4)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from fractions import Fraction
 from typing import cast
 
 import av
@@ -128,3 +129,57 @@ def top_level_boxes(mp4: bytes) -> list[str]:
         boxes.append(kind.decode("latin-1"))
         offset += size
     return boxes
+
+
+def repeated_frames_webm(parts: list[tuple[np.ndarray, int]], fps: int = 30) -> bytes:
+    """A VP8 WebM showing each RGB image of ``parts`` for its count of frames, made in about a second.
+
+    Each image is encoded once, as a keyframe plus one "nothing changed" frame whose packet is then muxed
+    again and again: what a hostile uploader would do to get a tiny file that decodes to a huge clip. The
+    stream header gives the first image's size; later images may differ (VP8 keyframes carry their size).
+    """
+    out = io.BytesIO()
+    with av.open(out, "w", format="webm") as container:
+        stream = cast(VideoStream, container.add_stream("libvpx", rate=fps))
+        height, width = parts[0][0].shape[:2]
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        pts = 0
+
+        def mux(data: bytes, keyframe: bool) -> None:
+            nonlocal pts
+            packet = av.Packet(data)
+            packet.stream, packet.pts, packet.dts, packet.time_base = stream, pts, pts, Fraction(1, fps)
+            packet.is_keyframe = keyframe
+            container.mux(packet)
+            pts += 1
+
+        for rgb, count in parts:
+            packets = _vp8_still(rgb, fps)
+            mux(packets[0], True)
+            for _ in range(count - 1):
+                mux(packets[1], False)
+    return out.getvalue()
+
+
+def _vp8_still(rgb: np.ndarray, fps: int) -> list[bytes]:
+    """A keyframe of ``rgb`` and a frame that repeats it, as raw VP8 packets."""
+    height, width = rgb.shape[:2]
+    ctx = cast(av.VideoCodecContext, av.CodecContext.create("libvpx", "w"))
+    ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
+    ctx.time_base, ctx.framerate = Fraction(1, fps), Fraction(fps)
+    ctx.options = {"deadline": "realtime", "cpu-used": "8", "auto-alt-ref": "0", "lag-in-frames": "0"}
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format="yuv420p")
+    packets: list[bytes] = []
+    for pts in range(2):
+        frame.pts = pts
+        packets += [bytes(p) for p in ctx.encode(frame)]
+    packets += [bytes(p) for p in ctx.encode(None)]
+    return packets
+
+
+def size_switch_webm(frames: int = 600, big: tuple[int, int] = (1920, 1080), fps: int = 30) -> bytes:
+    """The outside tester's bomb: a WebM whose header and first frame are 16x16, then ``frames`` black frames
+    of ``big`` (width, height). About 45 KB for 600 frames of 1080p (3.7 GB as RGB)."""
+    width, height = big
+    small = np.zeros((16, 16, 3), np.uint8)
+    return repeated_frames_webm([(small, 1), (np.zeros((height, width, 3), np.uint8), frames)], fps)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, JpegImagePlugin
 
 from kinema.media.errors import MediaError
 from kinema.media.images import decode_image
@@ -160,3 +160,86 @@ def test_metadata_is_not_carried_over() -> None:
     image = decode_image(image_bytes(_picture(), "JPEG", exif=exif.tobytes()), **LIMITS)
     assert image.info == {}
     assert image.getexif().get(0x010F) is None
+
+
+# -- the working size (issue 9): reduced right after decoding, JPEG decoded at reduced scale -------------------
+
+
+def _photo(width: int, height: int) -> Image.Image:
+    """A smooth picture with a red left half and a blue right half, any size, cheaply."""
+    return _picture(64, 48).resize((width, height), Image.Resampling.BILINEAR)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_max_side_reduces_the_long_side_and_keeps_the_aspect(fmt: str) -> None:
+    image = decode_image(image_bytes(_photo(2400, 1200), fmt), **LIMITS, max_side=1024)
+    assert image.size == (1024, 512)
+    assert image.mode == "RGB"
+    pixels = np.asarray(image).astype(int)
+    assert np.abs(pixels[256, 100] - (220, 30, 30)).max() < 30
+    assert np.abs(pixels[256, 900] - (30, 30, 220)).max() < 30
+    # Already small enough: untouched.
+    assert decode_image(image_bytes(_photo(800, 400), fmt), **LIMITS, max_side=1024).size == (800, 400)
+
+
+def test_a_jpeg_is_decoded_at_a_reduced_scale_not_at_full_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A 4000x3000 (12 MP) photo for a 1024 working size is decoded by libjpeg at 1/2 scale (2000x1500):
+    # the largest of 1/2, 1/4, 1/8 that still leaves 1024 px; the 36 MB full-size RGB never exists.
+    decoded_at: list[tuple[int, int]] = []
+    real_load = JpegImagePlugin.JpegImageFile.load
+
+    def spy(self: JpegImagePlugin.JpegImageFile) -> object:
+        decoded_at.append(self.size)
+        return real_load(self)
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load", spy)
+    image = decode_image(image_bytes(_photo(4000, 3000), "JPEG"), **LIMITS, max_side=1024)
+    assert decoded_at[0] == (2000, 1500)
+    assert image.size == (1024, 768)
+
+
+def test_exif_orientation_is_applied_after_reducing() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    data = image_bytes(_photo(2000, 1000), "JPEG", quality=95, exif=exif.tobytes())
+    image = decode_image(data, **LIMITS, max_side=500)
+    assert image.size == (250, 500)
+    pixels = np.asarray(image).astype(int)
+    assert np.abs(pixels[60, 125] - (220, 30, 30)).max() < 30  # red on top
+    assert np.abs(pixels[440, 125] - (30, 30, 220)).max() < 30
+
+
+def test_a_zero_png_bomb_under_the_cap_comes_out_at_the_working_size() -> None:
+    # The outside tester's bomb, scaled down to keep the test light: a 1-bit all-zero PNG, tiny on disk.
+    bomb = huge_black_png(4096, 4096)
+    assert len(bomb) < 30_000
+    image = decode_image(bomb, max_bytes=10**6, max_pixels=4096 * 4096, max_side=2048)
+    assert image.size == (2048, 2048)
+    assert np.asarray(image).max() == 0
+
+
+def test_sixteen_bit_greyscale_is_scaled_when_reduced() -> None:
+    levels = np.full((400, 800), 40_000, np.uint16)
+    image = decode_image(image_bytes(Image.fromarray(levels), "PNG"), **LIMITS, max_side=200)
+    assert image.size == (200, 100)
+    assert np.abs(np.asarray(image).astype(int) - (40_000 >> 8)).max() <= 1
+
+
+def test_palette_transparency_is_white_after_reducing() -> None:
+    rgba = Image.new("RGBA", (800, 400), (0, 0, 0, 0))
+    rgba.paste((255, 0, 0, 255), (0, 0, 400, 400))
+    palette = rgba.convert("P", palette=Image.Palette.ADAPTIVE)
+    palette.info["transparency"] = palette.getpixel((799, 399))
+    image = decode_image(image_bytes(palette, "PNG", transparency=palette.info["transparency"]), **LIMITS, max_side=200)
+    assert image.size == (200, 100)
+    assert np.abs(np.asarray(image.getpixel((20, 50))) - (255, 0, 0)).max() < 10
+    assert image.getpixel((180, 50)) == (255, 255, 255)
+
+
+def test_webp_has_a_quarter_of_the_pixel_cap() -> None:
+    # Pillow's WebP decoder holds about 15 bytes a pixel (two RGBA canvases and the frame): a 16.8 MP WebP
+    # peaked at +250 MB where the same PNG took +110 MB and the JPEG +30 MB.
+    error = _refused(webp_header_claiming(2049, 2048), "too_many_pixels", max_pixels=4 * 2048 * 2048)
+    assert "2049x2048" in error.message and "as WebP" in error.message and "JPEG or PNG" in error.message
+    data = image_bytes(_photo(2048, 2048), "WEBP", quality=80)
+    assert decode_image(data, **{**LIMITS, "max_pixels": 4 * 2048 * 2048}).size == (2048, 2048)

@@ -10,7 +10,13 @@ from kinema.media import video_decode
 from kinema.media.encode import encode_mp4
 from kinema.media.errors import MediaError
 from kinema.media.video_decode import DecodedVideo, decode_video, read_mp4
-from tests.media.factories import encode_with_pyav, gradient_clip, image_bytes
+from tests.media.factories import (
+    encode_with_pyav,
+    gradient_clip,
+    image_bytes,
+    repeated_frames_webm,
+    size_switch_webm,
+)
 
 LIMITS = {"max_bytes": 10_000_000, "max_pixels": 1280 * 720, "max_frames": 100, "max_seconds": 10.0}
 
@@ -209,3 +215,86 @@ def test_total_pixel_cap_bounds_decoded_memory() -> None:
     with _pytest.raises(_MediaError) as err:
         _decode(data, **kwargs, max_total_pixels=20 * 65536)
     assert err.value.code == "video_too_long"
+
+
+# -- budgets on every decoded frame's real size, and the scaling decoder (issue 9) ----------------------------
+
+
+def test_a_resolution_switch_is_refused_at_the_first_changed_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The outside tester's bomb: the header (and the first frame) say 16x16, then come 1080p frames.
+    # Before, all of them were converted and kept (+2.7 GB) and the switch was noticed at the end.
+    data = size_switch_webm(frames=60)
+    assert len(data) < 20_000
+    conversions = _count_conversions(monkeypatch)
+    error = _refused(data, "unsupported_media_type", max_pixels=1920 * 1080, max_total_pixels=10**9)
+    assert "resolution changes" in error.message
+    assert len(conversions) == 1  # only the 16x16 frame
+
+
+def test_the_pixel_budget_stops_at_the_frame_that_would_exceed_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # WebM carries no frame count, so only the running budget can stop this clip, and it must do so
+    # before converting the frame that does not fit.
+    data = repeated_frames_webm([(np.full((256, 256, 3), 90, np.uint8), 40)], fps=10)
+    conversions = _count_conversions(monkeypatch)
+    error = _refused(data, "video_too_long", max_total_pixels=20 * 256 * 256 + 100)
+    assert len(conversions) == 20
+    assert "at 256x256, at most 20 frames (2.0 s at 10 fps)" in error.message
+    assert "decoding budget" in error.message
+    assert len(_decode(data, max_total_pixels=40 * 256 * 256).frames) == 40
+
+
+def test_the_pixel_budget_is_refused_from_a_truthful_header_before_decoding(
+    clip: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conversions = _count_conversions(monkeypatch)
+    error = _refused(encode_mp4(clip, 16), "video_too_long", max_total_pixels=11 * 128 * 96)
+    assert "at most 11 frames" in error.message
+    assert conversions == []
+
+
+@pytest.mark.parametrize(
+    ("limit", "value", "named", "not_named"),
+    [("max_frames", 5, "more than 5 frames", " s,"), ("max_seconds", 0.5, "more than 0.5 s", "frames")],
+)
+def test_the_too_long_error_names_the_limit_that_was_hit(
+    clip: np.ndarray, limit: str, value: float, named: str, not_named: str
+) -> None:
+    # Before, a clip over one limit was told both ("at most N frames and 60 s"), even a 5 s clip.
+    data = encode_with_pyav(clip, 12, container_format="webm", codec="libvpx-vp9")  # no header count
+    error = _refused(data, "video_too_long", **{limit: value})
+    assert named in error.message
+    assert not_named not in error.message
+
+
+def test_max_side_scales_every_frame_while_decoding() -> None:
+    big = gradient_clip(frames=6, height=540, width=960)
+    video = _decode(encode_mp4(big, 12), max_pixels=960 * 540, max_side=480)
+    assert video.frames.shape == (6, 270, 480, 3)
+    expected = np.stack([np.asarray(Image.fromarray(f).resize((480, 270), Image.Resampling.BOX)) for f in big])
+    assert np.abs(video.frames.astype(int) - expected).mean() < 3.0
+    # Smaller than max_side: untouched.
+    assert _decode(encode_mp4(big, 12), max_pixels=960 * 540, max_side=960).frames.shape == big.shape
+
+
+def test_max_side_applies_to_the_long_side_of_portrait_clips() -> None:
+    # A phone's portrait clip: stored 128x96 with a display rotation, handed over upright and scaled.
+    frames = gradient_clip(frames=4, height=96, width=128)
+    data = encode_with_pyav(frames, 8, container_format="mp4", codec="libx264", rotation=90)
+    video = _decode(data, max_side=64)
+    assert video.frames.shape == (4, 64, 48, 3)
+
+
+def test_the_budget_counts_frames_at_their_scaled_size() -> None:
+    # 30 frames of 1280x720 scaled to 640x360: 6.9 M pixels kept, although 27.6 M were decoded.
+    data = repeated_frames_webm([(np.full((720, 1280, 3), 128, np.uint8), 30)])
+    kept = 30 * 640 * 360
+    assert _decode(data, max_side=640, max_total_pixels=kept).frames.shape == (30, 360, 640, 3)
+    _refused(data, "video_too_long", max_side=640, max_total_pixels=kept - 1)
+
+
+def test_frames_are_not_copied_into_a_second_array() -> None:
+    # The frames land in one buffer as they are decoded; np.stack over a list would double the peak.
+    data = repeated_frames_webm([(np.full((64, 64, 3), 128, np.uint8), 8)])
+    video = _decode(data, max_total_pixels=100 * 64 * 64)
+    assert video.frames.shape == (8, 64, 64, 3)
+    assert video.frames.base is not None and video.frames.base.shape[0] == 100

@@ -8,9 +8,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from kinema import __version__
-from kinema.api import ops
+from kinema.api import docs, ops
 from kinema.api.body import body_limit
 from kinema.api.errors import install_error_handlers
+from kinema.api.middleware import BodyLimit, SecurityHeaders
+from kinema.api.openapi import install_openapi
 from kinema.api.v1.accounts.router import router as accounts_router
 from kinema.api.v1.admin.router import router as admin_router
 from kinema.api.v1.admin.transparency import router as transparency_router
@@ -34,17 +36,25 @@ def create_app(container: Container, *, workers: int = 0) -> FastAPI:
             container.stop_workers()
 
     app = FastAPI(
-        # Also bounds chunked requests, which carry no Content-Length to check up front.
-        max_body_size=body_limit(container.settings.max_upload_bytes),
         title="Kinema",
         version=__version__,
         description="Self-hosted, privacy-first video generation with an OpenAI-Videos-compatible API.",
         lifespan=lifespan,
+        # Swagger UI is served from the package (kinema.api.docs), not from a CDN; ReDoc is not offered.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     container.metrics = ops.metrics_registry(container)
     app.state.container = container
     install_error_handlers(app)
+    # Outermost last: security headers wrap everything, including the body cap's 413. The cap is ours,
+    # not FastAPI's max_body_size, whose 413 is text/plain instead of the error envelope.
+    max_upload = container.settings.max_upload_bytes
+    app.add_middleware(BodyLimit, limit=body_limit(max_upload), max_upload_bytes=max_upload)
+    app.add_middleware(SecurityHeaders, container=container)
     app.include_router(ops.router)
+    app.include_router(docs.router)
     app.include_router(characters_router)  # before videos: /v1/videos/characters is not a video id
     app.include_router(videos_router)
     app.include_router(provenance_router)
@@ -52,4 +62,5 @@ def create_app(container: Container, *, workers: int = 0) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(policy_router)
     app.include_router(transparency_router)
+    install_openapi(app)
     return app

@@ -8,7 +8,9 @@ from collections.abc import Mapping
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from kinema.blobs import BlobNotFound
 from kinema.services.errors import ServiceError
@@ -54,6 +56,21 @@ def validation_message(loc: tuple[str | int, ...], msg: str, kind: str) -> tuple
     return f"Invalid value for '{param}': {msg}.", param, "invalid_value"
 
 
+def allowed_methods(request: Request) -> str:
+    """The methods served at this path's route template (Starlette's own 405 names only one route's).
+
+    The first route that matches decides the template: ``/v1/videos/characters`` is the characters
+    collection, not a video whose id is "characters"."""
+    methods: set[str] = set()
+    template: str | None = None
+    for route in iter_route_contexts(request.app.routes):
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE and template in (None, route.path_format):
+            template = route.path_format
+            methods |= set(route.methods or ())
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Route every exception the API can raise to the envelope with the right status."""
 
@@ -78,7 +95,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return envelope(400, message, param=param, code=code)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if isinstance(exc.detail, dict) and "message" in exc.detail:
             d = exc.detail
             return envelope(
@@ -89,17 +106,26 @@ def install_error_handlers(app: FastAPI) -> None:
                 code=d.get("code"),
                 headers=exc.headers,
             )
-        message = "Not found." if exc.status_code == 404 else str(exc.detail)
-        return envelope(
-            exc.status_code, message, code="not_found" if exc.status_code == 404 else None, headers=exc.headers
-        )
+        message, code = str(exc.detail), None
+        if exc.status_code == 404:
+            message, code = f"Unknown path: {request.url.path[:200]} (the API is described at /docs).", "not_found"
+        elif exc.status_code == 405:
+            allowed = allowed_methods(request)
+            message = f"Method {request.method} is not allowed on this path; allowed: {allowed}."
+            code = "method_not_allowed"
+            return envelope(405, message, code=code, headers={"Allow": allowed})
+        return envelope(exc.status_code, message, code=code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        from kinema.api.middleware import security_headers  # (it imports this module)
+
         log.exception("unhandled error on %s %s", request.method, request.url.path)
+        # Sent from outside the middleware stack, so it carries the security headers itself.
         return envelope(
             500,
             "The server hit an unexpected error; it has been logged. Please retry.",
             type="server_error",
             code="internal_error",
+            headers=security_headers("application/json", https=False),
         )

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 
 from fastapi import APIRouter, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -91,7 +92,7 @@ def metrics_registry(container: Container) -> CollectorRegistry:
     return registry
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse, responses={200: {"content": {"text/plain": {}}}})
 def metrics(container: ContainerDep) -> Response:
     """Prometheus text format."""
     return Response(generate_latest(container.metrics), media_type=CONTENT_TYPE_LATEST)

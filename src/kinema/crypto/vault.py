@@ -10,6 +10,8 @@ Formats (version 1):
 * payload: ``version (1 byte) || nonce (12 bytes) || AES-256-GCM ciphertext+tag``, with associated
   data binding the format version, the likeness id and the purpose (``"descriptor"``, ``"chip:0"``...),
   so a blob moved to another likeness or slot fails to decrypt;
+* sealed payload (:meth:`LikenessVault.seal`, for data showing several likenesses): payloads nested one per
+  likeness, each layer's purpose extended with the ordered list of likeness ids;
 * wrapped data key: whatever the master key produces, with associated data binding the likeness id, so
   a wrapped key copied onto another likeness's row fails to unwrap.
 
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -78,6 +80,13 @@ def _open(aead: AESGCM, likeness_id: str, blob: bytes, purpose: str) -> bytes:
             f"likeness ciphertext failed authentication for {likeness_id!r}/{purpose!r} "
             "(tampered, or it belongs to another likeness or purpose)"
         ) from None
+
+
+def _layer_purpose(likeness_ids: Sequence[str], purpose: str) -> str:
+    """The purpose every layer of a sealed payload is bound to: the caller's, plus the ordered likeness ids."""
+    if not likeness_ids:
+        raise ValueError("sealing needs at least one likeness id")
+    return f"{purpose}#sealed-by:{','.join(likeness_ids)}"
 
 
 class UnlockedLikeness:
@@ -196,6 +205,31 @@ class LikenessVault:
         altered or belongs to another likeness or purpose.
         """
         return _open(self._data_key(likeness_id), likeness_id, blob, purpose)
+
+    def seal(self, likeness_ids: Sequence[str], plaintext: bytes, purpose: str) -> bytes:
+        """Encrypt ``plaintext`` under every likeness in ``likeness_ids``, one layer each, nested in that order.
+
+        For data that shows several likenesses at once (an uploaded photo of two enrolled people): shredding
+        any one of their keys makes the result unreadable. Each layer binds its likeness id, ``purpose`` and
+        the whole ordered list, so opening with a subset or another order fails instead of yielding a layer.
+        """
+        layer_purpose = _layer_purpose(likeness_ids, purpose)
+        sealed = plaintext
+        for likeness_id in likeness_ids:
+            sealed = self.encrypt(likeness_id, sealed, layer_purpose)
+        return sealed
+
+    def unseal(self, likeness_ids: Sequence[str], blob: bytes, purpose: str) -> bytes:
+        """Open what :meth:`seal` made with the same ``likeness_ids`` (same order) and ``purpose``.
+
+        Raises :class:`KeyShredded` once any of the likenesses' keys is gone, :class:`DecryptionError` if
+        the blob was altered, or belongs to other likenesses, another order or another purpose.
+        """
+        layer_purpose = _layer_purpose(likeness_ids, purpose)
+        opened = blob
+        for likeness_id in reversed(likeness_ids):
+            opened = self.decrypt(likeness_id, opened, layer_purpose)
+        return opened
 
     @contextmanager
     def unlocked(self, likeness_id: str) -> Iterator[UnlockedLikeness]:

@@ -54,6 +54,9 @@ class VideoRow(Base):
     cohort: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # Likenesses this job depicts: permission is checked again when a worker starts it.
     characters: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Likenesses whose data keys seal this job's input blobs (nested, one layer per likeness, in this
+    # order): shredding any one of those keys makes the inputs unreadable. Empty: inputs stored plain.
+    inputs_sealed_by: Mapped[list[str]] = mapped_column(JSON, default=list)
     # Provenance: the opaque job reference in the C2PA manifest, and the 32-bit tag in the watermark.
     provenance_ref: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     watermark_tag: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
@@ -307,3 +310,4 @@ class EnrolmentChallengeRow(Base):
     created_at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float] = mapped_column(Float)
     used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # uploads tried with it, refused ones included

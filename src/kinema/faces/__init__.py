@@ -5,6 +5,8 @@
 * ``matching``: ``distance``, ``same_person`` and ``best_match`` compare descriptors (numpy only).
 * ``enrolment``: ``analyze_enrolment`` checks an enrolment clip (one face, one person, sharp and large enough,
   alive, performing a random head-turn ``challenge``) and returns the ``Enrolment``, or raises ``EnrolmentError``.
+* ``liveness``: the depth-parallax, self-occlusion and continuity measures (OpenCV optical flow) that tell a
+  head turning in one continuous take from a flat picture moved or warped, or photos spliced together.
 
 dlib and the model files are needed only once faces are analysed; see ``analyzer`` for where models come from.
 """

@@ -8,7 +8,7 @@ import warnings
 from typing import Final
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from kinema.media.errors import MediaError
 from kinema.media.sniff import ImageKind, sniff_image
@@ -35,9 +35,33 @@ _DECODE_ERRORS: Final = (
 
 _BACKGROUND: Final = (255, 255, 255)
 _SIXTEEN_BIT_GREY: Final = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
+_RESAMPLEABLE: Final = frozenset({"RGB", "RGBA", "L"})
+
+WORKING_SIDE: Final = 2048
+"""Longest side an uploaded image is reduced to right after decoding (``decode_image(max_side=...)``).
+
+Nothing downstream needs more: the largest video any model generates is 1280x720 (an ``input_reference`` is
+scaled and cropped to it), and face analysis runs on a smaller copy still. A 12 MP phone photo decoded at full
+size is 36 MB of RGB; at 2048 px it is 9 MB, and a JPEG is decoded straight at a reduced scale (see below)."""
+
+WEBP_SHARE: Final = 4
+"""A WebP may have this fraction of ``max_pixels`` at most. Pillow decodes every WebP through libwebp's animation
+decoder, which keeps two RGBA canvases besides the frame it hands over: about 15 bytes a pixel at the peak
+(250 MB for a 16.8 MP WebP) where a PNG needs 4 to 7 and a JPEG, decoded at reduced scale, less."""
+
+# EXIF orientation -> the transpose that makes the picture upright (as ImageOps.exif_transpose does).
+_ORIENTATIONS: Final[dict[int, Image.Transpose]] = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
-def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
+def decode_image(data: bytes, *, max_bytes: int, max_pixels: int, max_side: int | None = None) -> Image.Image:
     """Decode an uploaded image into a fully loaded RGB ``PIL.Image``, or raise ``MediaError``.
 
     Checks, in order, each before any more work is done:
@@ -45,14 +69,21 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image
     1. ``len(data) > max_bytes`` -> ``file_too_large``.
     2. The content must be JPEG, PNG or WebP by its magic bytes (names and Content-Type are
        ignored), and Pillow must agree -> else ``unsupported_media_type``.
-    3. ``width * height > max_pixels``, read from the header before pixels are decoded, or
-       Pillow's own decompression-bomb error/warning -> ``too_many_pixels``.
+    3. ``width * height > max_pixels`` (a quarter of it for WebP, see ``WEBP_SHARE``), read from
+       the header before pixels are decoded, or Pillow's own decompression-bomb error/warning
+       -> ``too_many_pixels``.
     4. Truncated or otherwise undecodable data -> ``corrupt_media``.
 
     Then the EXIF orientation is applied (a phone's portrait photo comes out upright; an
     unreadable EXIF block is ignored rather than refused) and the result is converted to RGB.
     Transparent areas are composited onto white. Animated PNG/WebP: the first frame. The
     result carries pixels only: ``.info`` (EXIF with GPS and device, ICC, text chunks) is empty.
+
+    With ``max_side``, the picture is reduced (aspect kept) so that neither side exceeds it, right after
+    decoding and before anything else is made from it: a JPEG is decoded by libjpeg at 1/2, 1/4 or 1/8
+    scale when that still leaves at least ``max_side`` (Pillow's draft mode), so a 12 MP photo never exists
+    at full size; other formats are decoded once at full size (at most ``max_pixels``) and reduced at once.
+    Without it, the full size is kept (the watermark check needs every pixel).
     """
     if len(data) > max_bytes:
         raise MediaError(f"The image is larger than the {max_bytes}-byte limit.", "file_too_large")
@@ -66,6 +97,13 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image
         if size is None:
             raise MediaError("The image file is corrupt.", "corrupt_media")
         _check_pixels(size, max_pixels)
+        if size[0] * size[1] > max_pixels // WEBP_SHARE:
+            raise MediaError(
+                f"The WebP image is {size[0]}x{size[1]}; WebP takes {WEBP_SHARE} times the memory of other "
+                f"formats to decode, so at most {max_pixels // WEBP_SHARE} pixels are accepted as WebP. "
+                "Send it as JPEG or PNG, or smaller.",
+                "too_many_pixels",
+            )
 
     try:
         # Pillow's own bomb guard warns above Image.MAX_IMAGE_PIXELS and raises above twice
@@ -74,8 +112,9 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image
         # Pillow's guard warns or raises; our own max_pixels check below does not depend on it.)
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with _open(data, kind, max_pixels) as image:
-                rgb = _to_rgb(_upright(image))
+            with _open(data, kind, max_pixels, max_side) as image:
+                orientation = _orientation(image)
+                rgb = _to_rgb(_upright(_reduce(_resampleable(image), max_side), orientation))
             rgb.info = {}
             return rgb
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -86,13 +125,19 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image
         raise MediaError("The image file is corrupt.", "corrupt_media") from exc
 
 
-def _open(data: bytes, kind: ImageKind, max_pixels: int) -> Image.Image:
+def _open(data: bytes, kind: ImageKind, max_pixels: int, max_side: int | None) -> Image.Image:
     """Open lazily, check format and size from the header, then decode the pixels."""
     # formats=[kind]: only the plugin for the sniffed format may parse the data.
     image = Image.open(io.BytesIO(data), formats=[kind])
     if image.format not in _PILLOW_FORMATS[kind]:
         raise MediaError("Only JPEG, PNG and WebP images are accepted.", "unsupported_media_type")
     _check_pixels(image.size, max_pixels)
+    if max_side is not None and kind == "JPEG":
+        # libjpeg's DCT scaling: the largest of 1/2, 1/4, 1/8 that still leaves max_side on the long side.
+        width, height = image.size
+        longest = max(width, height)
+        if longest > max_side:
+            image.draft(None, (max(1, width * max_side // longest), max(1, height * max_side // longest)))
     # The full decode. Raises on truncated data as long as ImageFile.LOAD_TRUNCATED_IMAGES
     # keeps Pillow's default (False); nothing in Kinema should change that global.
     image.load()
@@ -107,28 +152,56 @@ def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
         raise MediaError(f"The image is {width}x{height}; at most {max_pixels} pixels are accepted.", "too_many_pixels")
 
 
-def _upright(image: Image.Image) -> Image.Image:
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1 = upright), read before the pixels are reduced."""
     try:
-        return ImageOps.exif_transpose(image)
+        value = image.getexif().get(0x0112, 1)
     except _DECODE_ERRORS:
         # A malformed EXIF block is common in edited photos; the pixels are still fine.
+        return 1
+    return value if isinstance(value, int) else 1
+
+
+def _upright(image: Image.Image, orientation: int) -> Image.Image:
+    method = _ORIENTATIONS.get(orientation)
+    return image.transpose(method) if method is not None else image
+
+
+def _resampleable(image: Image.Image) -> Image.Image:
+    """The pixels in a mode that can be scaled smoothly (RGB, RGBA or L), converting as little as possible."""
+    if image.mode in _SIXTEEN_BIT_GREY:
+        # 16-bit greyscale PNG: convert("L") would clip every level above 255 to white
+        # instead of scaling; keep the top 8 bits.
+        levels = np.asarray(image)
+        return Image.fromarray(np.clip(levels >> 8, 0, 255).astype(np.uint8))
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    if has_alpha:
+        # Before scaling: a palette's or tRNS chunk's transparent colour must not be blended into its neighbours.
+        return image if image.mode == "RGBA" else image.convert("RGBA")
+    if image.mode in ("RGB", "L"):
         return image
+    return image.convert("L" if image.mode == "1" else "RGB")
+
+
+def _reduce(image: Image.Image, max_side: int | None) -> Image.Image:
+    """``image`` scaled down (aspect kept) so that neither side exceeds ``max_side``."""
+    width, height = image.size
+    if max_side is None or max(width, height) <= max_side:
+        return image
+    scale = max_side / max(width, height)
+    size = (max(1, min(max_side, round(width * scale))), max(1, min(max_side, round(height * scale))))
+    # reducing_gap: a fast integer box reduction first, then Lanczos over the last factor of 3 or less.
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode in _SIXTEEN_BIT_GREY:
-        # 16-bit greyscale PNG: convert("RGB") would clip every level above 255 to white
-        # instead of scaling; keep the top 8 bits.
-        levels = np.clip(np.asarray(image).astype(np.int64) >> 8, 0, 255).astype(np.uint8)
-        return Image.fromarray(levels).convert("RGB")
-    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
-    if not has_alpha:
+    """RGB, always a new image (the caller closes the decoded one); transparency composited onto white."""
+    if image.mode != "RGBA":
         return image.convert("RGB")
     # Dropping alpha would expose whatever colour transparent pixels happen to store
     # (often black); white is what a viewer shows behind them.
-    rgba = image.convert("RGBA")
-    background = Image.new("RGBA", rgba.size, _BACKGROUND + (255,))
-    return Image.alpha_composite(background, rgba).convert("RGB")
+    background = Image.new("RGBA", image.size, _BACKGROUND + (255,))
+    return Image.alpha_composite(background, image).convert("RGB")
 
 
 def _webp_canvas_size(data: bytes) -> tuple[int, int] | None:

@@ -19,6 +19,9 @@ from kinema.media.sniff import VideoContainer, sniff_video
 ALLOWED_CODECS: Final = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg4"})
 """FFmpeg codec ids (not decoder names: AV1 is decoded by ``libdav1d``) we accept."""
 
+UPLOAD_DECODE_THREADS: Final = 4
+"""FFmpeg decoding threads for one uploaded video (our own MP4s get one per core)."""
+
 # What PyAV/FFmpeg raise on malformed input. av.FFmpegError covers InvalidDataError etc.;
 # several of PyAV's errors also derive from OSError/ValueError.
 _DECODE_ERRORS: Final = (av.FFmpegError, OSError, ValueError, EOFError, IndexError, OverflowError)
@@ -37,6 +40,8 @@ class _Limits:
     max_pixels: int
     max_frames: int
     max_seconds: float
+    max_total_pixels: int | None = None
+    max_side: int | None = None
 
 
 def decode_video(
@@ -47,6 +52,7 @@ def decode_video(
     max_frames: int,
     max_seconds: float,
     max_total_pixels: int | None = None,
+    max_side: int | None = None,
 ) -> DecodedVideo:
     """Decode an uploaded video's single video stream to RGB frames, or raise ``MediaError``.
 
@@ -58,36 +64,39 @@ def decode_video(
     3. Exactly one video stream (other streams such as audio are ignored), with codec
        h264, hevc, vp8, vp9, av1 or mpeg4 -> else ``unsupported_media_type``.
     4. ``width * height > max_pixels`` from the stream header, before any frame is decoded,
-       and again for every decoded frame -> ``too_many_pixels``.
+       and again from the real size of every decoded frame -> ``too_many_pixels``. A frame whose
+       real size differs from the first frame's is refused as it arrives (``unsupported_media_type``):
+       a header cannot announce 16x16 and then deliver 1080p.
     5. Length: refused up front if the header already says more than ``max_frames`` frames or
        ``max_seconds``; then enforced while decoding, which stops at the first frame past
        either limit (frame ``max_frames + 1``, or a frame starting ``max_seconds`` or more
-       after the first) -> ``video_too_long``. At most ``max_frames`` frames are converted.
-       With ``max_total_pixels``, ``max_frames`` is first lowered to what fits in that many decoded
-       pixels at the header's frame size: a small, highly compressed 4K clip cannot decode into
-       tens of gigabytes of RGB.
-    6. Anything FFmpeg cannot parse or decode, or no frames at all -> ``corrupt_media``.
+       after the first) -> ``video_too_long``, naming the limit that was hit.
+    6. With ``max_total_pixels``, a running budget of the pixels handed over (real frame size, after
+       ``max_side``): the frame that would exceed it stops decoding -> ``video_too_long``, saying how
+       many frames fit at this size. Frames are written into one buffer as they come, never more
+       than the budget allows, so a small, highly compressed clip cannot decode into gigabytes.
+    7. Anything FFmpeg cannot parse or decode, or no frames at all -> ``corrupt_media``.
 
-    Display rotation metadata (portrait phone videos) is applied, so frames come out upright.
-    ``fps`` is the stream's average frame rate.
+    With ``max_side``, every frame is scaled down (aspect kept, area averaging) by FFmpeg's scaler
+    as it is converted to RGB, so that neither side exceeds ``max_side``: the full-size RGB frame
+    never exists. Display rotation metadata (portrait phone videos) is applied, so frames come out
+    upright. ``fps`` is the stream's average frame rate.
     """
     if len(data) > max_bytes:
         raise MediaError(f"The video is larger than the {max_bytes}-byte limit.", "file_too_large")
     demuxer = sniff_video(data)
     if demuxer is None:
         raise MediaError("Only MP4, MOV, WebM and MKV videos are accepted.", "unsupported_media_type")
-    limits = _Limits(max_pixels=max_pixels, max_frames=max_frames, max_seconds=max_seconds)
+    limits = _Limits(max_pixels, max_frames, max_seconds, max_total_pixels, max_side)
     try:
         with _open(data, demuxer) as container:
             stream = _single_video_stream(container)
             _check_codec(stream)
             width, height = stream.codec_context.width, stream.codec_context.height
             _check_frame_size(width, height, max_pixels)
-            if max_total_pixels is not None and width * height > 0:
-                fits = max(1, max_total_pixels // (width * height))
-                limits = _Limits(max_pixels=max_pixels, max_frames=min(max_frames, fits), max_seconds=max_seconds)
-            _check_declared_length(stream, limits)
-            frames = _stack(_decoded_frames(container, stream, limits))
+            _check_declared_length(stream, limits, _output_size(width, height, max_side))
+            decoded = _decoded_frames(container, stream, limits)
+            frames = _stack(decoded) if max_total_pixels is None else _collect(decoded, limits, _frame_rate(stream))
             return DecodedVideo(frames=frames, fps=_frame_rate(stream))
     except MediaError:
         raise
@@ -153,14 +162,38 @@ def _check_frame_size(width: int, height: int, max_pixels: int) -> None:
         )
 
 
-def _too_long(limits: _Limits) -> MediaError:
+def _too_many_frames(limits: _Limits) -> MediaError:
     return MediaError(
-        f"The video is too long; at most {limits.max_frames} frames and {limits.max_seconds:g} s are accepted.",
+        f"The video is too long: it has more than {limits.max_frames} frames, the most accepted.", "video_too_long"
+    )
+
+
+def _too_many_seconds(limits: _Limits) -> MediaError:
+    return MediaError(
+        f"The video is too long: it lasts more than {limits.max_seconds:g} s, the longest accepted.", "video_too_long"
+    )
+
+
+def _over_budget(budget: int, size: tuple[int, int], fps: float) -> MediaError:
+    width, height = size
+    fits = budget // (width * height)
+    return MediaError(
+        f"The video is too long for its frame size: at {width}x{height}, at most {fits} frames "
+        f"({fits / fps:.1f} s at {fps:g} fps) fit in the {budget}-pixel decoding budget. "
+        "Send a shorter clip.",
         "video_too_long",
     )
 
 
-def _check_declared_length(stream: VideoStream, limits: _Limits) -> None:
+def _output_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """The size a ``width`` x ``height`` frame is handed over at: scaled down to fit ``max_side``, aspect kept."""
+    longest = max(width, height)
+    if max_side is None or longest <= max_side:
+        return width, height
+    return max(1, round(width * max_side / longest)), max(1, round(height * max_side / longest))
+
+
+def _check_declared_length(stream: VideoStream, limits: _Limits, size: tuple[int, int]) -> None:
     """Refuse early when the header already says too long (saves decoding up to the limit).
 
     A shortcut, not the enforcement: headers can lie or be missing (WebM has no per-stream
@@ -168,30 +201,56 @@ def _check_declared_length(stream: VideoStream, limits: _Limits) -> None:
     by one frame, so that a truthful header never refuses what the loop would accept.
     """
     if stream.frames and stream.frames > limits.max_frames:
-        raise _too_long(limits)
+        raise _too_many_frames(limits)
     rate = stream.average_rate or stream.guessed_rate
     if stream.duration and stream.time_base and rate:
         last_frame_start = stream.duration * stream.time_base - 1 / rate
         if last_frame_start > limits.max_seconds:
-            raise _too_long(limits)
+            raise _too_many_seconds(limits)
+    budget = limits.max_total_pixels
+    if budget is not None and stream.frames and rate and stream.frames * size[0] * size[1] > budget:
+        raise _over_budget(budget, size, float(rate))
 
 
 def _decoded_frames(container: InputContainer, stream: VideoStream, limits: _Limits | None) -> Iterator[np.ndarray]:
-    """Yield upright RGB frames in presentation order; with ``limits``, stop and raise at the first breach."""
+    """Yield upright RGB frames in presentation order; with ``limits``, stop and raise at the first breach.
+
+    Each frame's real size is checked as it is decoded, before it is converted: against the
+    per-frame cap, and against the first frame's size (a change is refused at once).
+    """
     stream.thread_type = "AUTO"  # frame + slice threads; decoding is most of the cost
+    if limits is not None:
+        # Each frame thread holds frames of its own (12 MB each at 4K): FFmpeg's default, one per core,
+        # would make an upload's memory grow with the machine.
+        stream.thread_count = UPLOAD_DECODE_THREADS
     first_time: float | None = None
+    first_size: tuple[int, int] | None = None
+    handed_over = 0  # pixels of the frames yielded so far, at the size they are yielded
     for count, frame in enumerate(container.decode(stream), start=1):
+        size = (frame.width, frame.height)
         if limits is not None:
             if count > limits.max_frames:
-                raise _too_long(limits)
+                raise _too_many_frames(limits)
             if frame.time is not None:
                 first_time = frame.time if first_time is None else min(first_time, frame.time)
                 if frame.time - first_time >= limits.max_seconds:
-                    raise _too_long(limits)
+                    raise _too_many_seconds(limits)
             # A stream may switch resolution mid-way; the header check above saw only the first.
             _check_frame_size(frame.width, frame.height, limits.max_pixels)
-        # threads=1: PyAV's default (auto-threaded swscale) measured 2x slower at 832x480.
-        yield _upright(frame.to_ndarray(format="rgb24", threads=1), frame.rotation)
+        if first_size is None:
+            first_size = size
+        elif size != first_size:
+            _raise_size_change()
+        out_width, out_height = _output_size(*size, limits.max_side if limits is not None else None)
+        handed_over += out_width * out_height
+        if limits is not None and limits.max_total_pixels is not None and handed_over > limits.max_total_pixels:
+            raise _over_budget(limits.max_total_pixels, (out_width, out_height), _frame_rate(stream))
+        if (out_width, out_height) == size:
+            # threads=1: PyAV's default (auto-threaded swscale) measured 2x slower at 832x480.
+            rgb = frame.to_ndarray(format="rgb24", threads=1)
+        else:  # scaled by swscale while converting: the full-size RGB frame is never made
+            rgb = frame.to_ndarray(format="rgb24", width=out_width, height=out_height, interpolation="AREA", threads=1)
+        yield _upright(rgb, frame.rotation)
 
 
 def _upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
@@ -206,9 +265,39 @@ def _stack(frames: Iterator[np.ndarray]) -> np.ndarray:
     collected = list(frames)
     if not collected:
         _raise_corrupt()
-    if any(frame.shape != collected[0].shape for frame in collected):
-        raise MediaError("Videos whose resolution changes mid-stream are not supported.", "unsupported_media_type")
     return np.stack(collected)
+
+
+def _collect(frames: Iterator[np.ndarray], limits: _Limits, fps: float) -> np.ndarray:
+    """The frames in one ``(T, H, W, 3)`` array, filled as they are decoded, within the pixel budget.
+
+    The array is sized from the first frame for as many frames as the budget allows (address space
+    only: untouched pages are never resident, so memory follows the frames actually decoded), and
+    there is no second copy (``np.stack`` over a list would hold every frame twice at its peak).
+    """
+    first = next(frames, None)
+    if first is None:
+        _raise_corrupt()
+    height, width = first.shape[:2]
+    capacity = limits.max_frames
+    budget = limits.max_total_pixels
+    if budget is not None:
+        capacity = min(capacity, budget // (width * height))
+        if capacity < 1:
+            raise _over_budget(budget, (width, height), fps)
+    buffer = np.empty((capacity, height, width, 3), np.uint8)
+    buffer[0] = first
+    count = 1
+    for frame in frames:
+        if count == capacity:  # _decoded_frames refuses first, before converting; this is a backstop
+            raise _over_budget(budget, (width, height), fps) if budget is not None else _too_many_frames(limits)
+        buffer[count] = frame
+        count += 1
+    return buffer[:count]
+
+
+def _raise_size_change() -> NoReturn:
+    raise MediaError("Videos whose resolution changes mid-stream are not supported.", "unsupported_media_type")
 
 
 def _frame_rate(stream: VideoStream) -> float:

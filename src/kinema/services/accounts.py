@@ -7,7 +7,9 @@ a copy of the database lets no one sign up or take over a session.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import re
 import secrets
 import time
@@ -17,7 +19,7 @@ from typing import Any, cast
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import CursorResult, and_, delete, func, or_, select, update
+from sqlalchemy import CursorResult, and_, delete, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,6 +40,13 @@ def _sha256(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+def csrf_token_for(cookie: str) -> str:
+    """The session's CSRF token: an HMAC of the session id, so the server can give it again (GET /v1/me)
+    while the database keeps only its SHA-256, like the session id's; neither can be read back from a copy."""
+    mac = hmac.new(cookie.encode(), b"kinema-csrf-v1", hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
 def normalise_email(email: str) -> str:
     """Lower-cased and stripped; :class:`InvalidRequest` naming ``email`` when it is not an address."""
     value = email.strip().lower()
@@ -55,6 +64,50 @@ def check_cohort(name: str, param: str = "cohort") -> str:
             code="invalid_value",
         )
     return name
+
+
+def serialize_admin_changes(s: Session, now: float) -> bool:
+    """Start a change that could remove an administrator; returns whether one can sign in before it.
+
+    On PostgreSQL, one such transaction runs at a time, so two changes that each leave one admin cannot
+    together leave none (SQLite already serializes writers)."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SELECT pg_advisory_xact_lock(727275)"))
+    return admin_can_sign_in(s, now)
+
+
+def admin_can_sign_in(s: Session, now: float, *, leaving: str | None = None) -> bool:
+    """Whether, as ``s`` sees the data (pending changes flushed), an enabled admin other than ``leaving``
+    can sign in: with a password, or with a live key (not revoked, suspended or expired) holding the
+    ``admin`` scope."""
+    s.flush()
+    admins = s.execute(
+        select(UserRow.id, UserRow.password_hash).where(UserRow.role == "admin", UserRow.disabled_at.is_(None))
+    ).all()
+    others = [a for a in admins if a.id != leaving]
+    if any(a.password_hash is not None for a in others):
+        return True
+    keys = s.scalars(
+        select(ApiKeyRow).where(
+            ApiKeyRow.owner_id.in_([a.id for a in others]),
+            ApiKeyRow.revoked_at.is_(None),
+            ApiKeyRow.suspended_at.is_(None),
+            or_(ApiKeyRow.expires_at.is_(None), ApiKeyRow.expires_at > now),
+        )
+    )
+    return any("admin" in (k.scopes or []) for k in keys)
+
+
+def ensure_admin_remains(s: Session, now: float, *, had_admin: bool, leaving: str | None = None) -> None:
+    """:class:`Conflict` ``last_admin`` when a change leaves no administrator able to sign in where there
+    was one (``had_admin``): refusing keeps the deployment administrable without database surgery. A
+    deployment that has no admin yet (members only) is not blocked."""
+    if had_admin and not admin_can_sign_in(s, now, leaving=leaving):
+        raise Conflict(
+            "This would leave no administrator able to sign in (no other enabled admin with a password or a "
+            "live admin key). Make another user an admin first.",
+            code="last_admin",
+        )
 
 
 @dataclass(frozen=True)
@@ -238,7 +291,9 @@ class AccountService:
         if not values:
             return user
         with self._sessions.begin() as s:
+            had_admin = serialize_admin_changes(s, self._clock())
             s.execute(update(UserRow).where(UserRow.id == user_id).values(**values))
+            ensure_admin_remains(s, self._clock(), had_admin=had_admin)
             if "role" in values and values["role"] != user.role:
                 self._audit.append_in(
                     s, "role.change", actor=actor, target=user_id, details={"from": user.role, "to": values["role"]}
@@ -322,14 +377,14 @@ class AccountService:
                     update(UserRow).where(UserRow.id == user.id).values(password_hash=self.hash_password(password))
                 )
         cookie = secrets.token_urlsafe(32)
-        csrf = secrets.token_urlsafe(32)
+        csrf = csrf_token_for(cookie)
         now = self._clock()
         with self._sessions.begin() as s:
             if replaces:
                 s.execute(delete(WebSessionRow).where(WebSessionRow.id_hash == _sha256(replaces)))
             s.add(
                 WebSessionRow(
-                    id_hash=_sha256(cookie), user_id=user.id, csrf_token=csrf, created_at=now, last_seen_at=now
+                    id_hash=_sha256(cookie), user_id=user.id, csrf_token=_sha256(csrf), created_at=now, last_seen_at=now
                 )
             )
             self._audit.append_in(s, "auth.login", actor=user.id, target=user.id, details={"via": "password"})
@@ -375,12 +430,20 @@ class AccountService:
         return user, row, limits
 
     def session_principal(self, cookie: str) -> tuple[Principal, str]:
-        """The principal of a session cookie, and the session's CSRF token."""
+        """The principal of a session cookie, and the session's CSRF token.
+
+        The row keeps only the token's SHA-256; a session from before that (a token kept in plain) does
+        not match and is ended: its user signs in again."""
         user, row, limits = self.session_user(cookie)
+        csrf = csrf_token_for(cookie)
+        if not hmac.compare_digest(_sha256(csrf).encode(), row.csrf_token.encode()):
+            with self._sessions.begin() as s:
+                s.execute(delete(WebSessionRow).where(WebSessionRow.id_hash == _sha256(cookie)))
+            raise Unauthorized("The session ended; sign in again.", code="session_invalid")
         principal = Principal(
             id=user.id, role=user.role, cohort=user.cohort, scopes=role_scopes(user.role), via="session", limits=limits
         )
-        return principal, row.csrf_token
+        return principal, csrf
 
     # -- invites ---------------------------------------------------------------------------------
 
@@ -525,10 +588,21 @@ class AccountService:
         ]
 
     def revoke_cohort(self, actor: str | None, name: str) -> dict[str, int]:
-        """Revoke every API key of the cohort's users and every unused invite of the cohort, at once."""
+        """Revoke every API key of the cohort's users and every unused invite of the cohort, at once.
+
+        Refused (409) for an admin's own cohort, which would revoke the keys they are using, and when it
+        would leave no administrator able to sign in."""
         check_cohort(name, "name")
+        if actor is not None and USER_ID.match(actor) and self.get_user(actor).cohort == name:
+            raise Conflict(
+                f"You are in cohort '{name}': revoking it would revoke your own keys and could lock you out. "
+                "Move yourself to another cohort first, or revoke other keys one at a time.",
+                param="name",
+                code="own_cohort",
+            )
         now = self._clock()
         with self._sessions.begin() as s:
+            had_admin = serialize_admin_changes(s, now)
             members = select(UserRow.id).where(UserRow.cohort == name).scalar_subquery()
             keys = cast(
                 CursorResult[Any],
@@ -538,6 +612,7 @@ class AccountService:
                     .values(revoked_at=now)
                 ),
             ).rowcount
+            ensure_admin_remains(s, now, had_admin=had_admin)
             invites = cast(
                 CursorResult[Any],
                 s.execute(

@@ -24,13 +24,13 @@ from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import Text, cast, delete, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from kinema.audit.log import AuditLog
 from kinema.blobs import BlobStore
-from kinema.crypto import CryptoError, LikenessVault
+from kinema.crypto import CryptoError, KeyShredded, LikenessVault
 from kinema.db.models import (
     AlertRow,
     CharacterRow,
@@ -45,7 +45,8 @@ from kinema.faces.enrolment import EnrolmentError, analyze_enrolment, describe_c
 from kinema.faces.matching import SAME_PERSON, best_match
 from kinema.services.auth import Principal, new_id
 from kinema.services.errors import Conflict, Forbidden, InvalidRequest, NotFound, ServiceError
-from kinema.services.uploads import UploadLimits, decode_video_upload
+from kinema.services.purge import input_prefix, purge_videos, scrub_deleted
+from kinema.services.uploads import UploadLimits, decode_analysis_clip
 
 CHARACTER_ID = re.compile(r"^char_[0-9a-f]{24}$")
 CHALLENGE_ID = re.compile(r"^chal_[0-9a-f]{24}$")
@@ -54,13 +55,15 @@ MENTION = re.compile(r"(?<![\w@])@([a-z0-9][a-z0-9_]{1,31})\b", re.IGNORECASE)
 Visibility = Literal["private", "users", "everyone"]
 VISIBILITIES: tuple[Visibility, ...] = ("private", "users", "everyone")
 
-CONSENT_VERSION = "2026-11-1"
+CONSENT_VERSION = "2026-12-1"
 CONSENT_TEXT = (
     "I am the person shown in this clip. I consent to Kinema storing my face data (a face descriptor and a "
     "few face crops, encrypted under a key only this likeness uses) for the purposes I select, and to videos "
-    "being generated with my likeness by the people I allow. I can narrow or withdraw this consent at any "
-    "time; withdrawing it stops new videos at once, and deleting my likeness destroys its key and its data. "
-    "Every video made with my likeness is listed for me, and I can delete any of them."
+    "being generated with my likeness by the people I allow. Pictures and clips of me that people upload to "
+    "make such videos are kept encrypted under the same key. I can narrow or withdraw this consent at any "
+    "time; withdrawing it stops new videos at once. Deleting my likeness destroys its key and its data, and "
+    "deletes every video made with it, by anyone, with the uploads they were made from (I may choose to keep "
+    "the videos I made myself). Every video made with my likeness is listed for me, and I can delete any of them."
 )
 CONSENT_SHA256 = hashlib.sha256(CONSENT_TEXT.encode()).hexdigest()
 PURPOSES = ("generation", "matching")
@@ -98,6 +101,20 @@ def chip_key(character_id: str, index: int) -> str:
     return f"characters/{character_id}/chip-{index}.bin"
 
 
+def input_purpose(blob_key: str) -> str:
+    """The purpose a sealed job input is bound to: its blob key (``inputs/<video id>/<name>``), so a sealed
+    input copied to another video or slot does not open."""
+    return f"input:{blob_key}"
+
+
+@dataclass(frozen=True)
+class LikenessDeletion:
+    """What deleting a likeness removed: the videos that used it, and the owner's videos kept on request."""
+
+    videos_deleted: int
+    videos_kept: int
+
+
 class CharacterService:
     """Enrol, permit, use, revoke and delete likenesses."""
 
@@ -111,6 +128,7 @@ class CharacterService:
         *,
         uploads: UploadLimits,
         challenge_ttl_seconds: float = 300,
+        challenge_max_attempts: int = 3,
         max_retention_days: int = 365,
         unknown_faces: Literal["refuse", "allow"] = "refuse",
         clock: Callable[[], float] = time.time,
@@ -122,6 +140,7 @@ class CharacterService:
         self._audit = audit
         self._uploads = uploads
         self._challenge_ttl = challenge_ttl_seconds
+        self.challenge_max_attempts = challenge_max_attempts
         self.max_retention_days = max_retention_days
         self.unknown_faces = unknown_faces
         self._clock = clock
@@ -186,8 +205,14 @@ class CharacterService:
         video: bytes,
         challenge_id: str | None,
         consent: ConsentInput | None,
+        mirrored: bool = False,
     ) -> CharacterRow:
-        """Enrol the caller's own likeness. Nothing is stored unless every check passes."""
+        """Enrol the caller's own likeness. Nothing is stored unless every check passes.
+
+        Each upload counts as one attempt at the challenge, refused ones included (the count is committed
+        before the clip is looked at); after ``challenge_max_attempts`` the challenge is spent. ``mirrored``:
+        the clip was recorded mirrored (most front cameras), so the person's left shows on the image's left.
+        """
         self._check_consent(consent)
         assert consent is not None
         name = name.strip().lower().lstrip("@")
@@ -217,13 +242,25 @@ class CharacterService:
             raise InvalidRequest(
                 "This challenge expired or was used; ask for a new one.", param="challenge_id", code="challenge_expired"
             )
-        clip = decode_video_upload(video, self._uploads, "video")
-        try:
-            enrolment = analyze_enrolment(clip.frames, challenge.moves, analyzer=self.faces)  # type: ignore[arg-type]
-        except EnrolmentError as exc:
-            raise InvalidRequest(f"Enrolment refused: {exc.message}", param="video", code=exc.code) from None
-        finally:
-            del clip
+        # Decoding and face analysis, a few at a time; a refusal for being busy spends no attempt.
+        with self._uploads.gate.slot("video"):
+            left = self._spend_attempt(challenge.id)
+            # Every frame at the clip's own rate, scaled to about 640 px while decoding: 1080p and 4K fit.
+            clip = decode_analysis_clip(video, self._uploads, "video")
+            try:
+                enrolment = analyze_enrolment(
+                    clip.frames,
+                    challenge.moves,  # type: ignore[arg-type]
+                    analyzer=self.faces,
+                    fps=clip.fps,
+                    mirrored=mirrored,
+                )
+            except EnrolmentError as exc:
+                raise InvalidRequest(
+                    f"Enrolment refused: {exc.message} {_attempts_left(left)}", param="video", code=exc.code
+                ) from None
+            finally:
+                del clip
         descriptor = np.asarray(enrolment.mean_descriptor, dtype=np.float32)
 
         character_id = new_id("char")
@@ -293,6 +330,29 @@ class CharacterService:
             self.delete(None, character_id, reason="enrolment_failed")
             raise
         return self.owned(principal, character_id)
+
+    def _spend_attempt(self, challenge_id: str) -> int:
+        """Count one upload against the challenge in its own, committed transaction (so a refused upload
+        counts too); ``challenge_exhausted`` once every attempt is spent. Returns the attempts left after this one."""
+        with self._sessions.begin() as s:
+            counted = s.execute(
+                update(EnrolmentChallengeRow)
+                .where(
+                    EnrolmentChallengeRow.id == challenge_id,
+                    EnrolmentChallengeRow.used_at.is_(None),
+                    EnrolmentChallengeRow.attempts < self.challenge_max_attempts,
+                )
+                .values(attempts=EnrolmentChallengeRow.attempts + 1)
+                .returning(EnrolmentChallengeRow.attempts)
+            ).first()
+        if counted is None:
+            raise InvalidRequest(
+                f"This challenge is spent: it allows {self.challenge_max_attempts} enrolment attempts. Ask for a new "
+                "one (POST /v1/videos/characters/challenges) and record a new clip doing what it says.",
+                param="challenge_id",
+                code="challenge_exhausted",
+            )
+        return self.challenge_max_attempts - int(counted.attempts)
 
     @staticmethod
     def _lock_enrolments(s: Session) -> None:
@@ -518,10 +578,17 @@ class CharacterService:
         self._stop_forbidden_jobs(updated, "The person depicted withdrew their consent.")
         return updated
 
-    def delete(self, principal: Principal | None, character_id: str, *, reason: str = "owner") -> None:
-        """Crypto-shred the likeness (its data key first), then remove its ciphertext, crops and records.
+    def delete(
+        self, principal: Principal | None, character_id: str, *, reason: str = "owner", keep_videos: bool = False
+    ) -> LikenessDeletion:
+        """Crypto-shred the likeness (its data key first), delete every video that used it, whoever made it,
+        with their inputs and outputs, then its crops, consent records and usage log.
 
-        ``principal`` None: the retention sweeper or an account deletion.
+        The videos are found three ways: the usage log, the videos' ``characters`` and the likenesses
+        their inputs are sealed under (uploads the face guard tied to it). ``keep_videos``: the owner's own
+        videos stay (their inputs sealed under this likeness go, being unreadable); everyone else's go always.
+        ``principal`` None: the retention sweeper, an account deletion or a failed enrolment. Idempotent: a
+        retry after a crash finishes the job. SQLite's WAL is checkpointed at the end.
         """
         if principal is not None:
             row = self.owned(principal, character_id)
@@ -529,23 +596,74 @@ class CharacterService:
             with self._sessions() as s:
                 found = s.get(CharacterRow, character_id)
             if found is None:
-                return
+                return LikenessDeletion(0, 0)
             row = found
+        now = self._clock()
+        actor = principal.id if principal else None
+        with self._sessions.begin() as s:  # no new use from here on (may_use needs `active`)
+            s.execute(update(CharacterRow).where(CharacterRow.id == character_id).values(status="deleting"))
         self.vault.shred(character_id)  # from here on, every copy of its ciphertext is unreadable
         self._blobs.delete_prefix(f"characters/{character_id}")
+        doomed, kept = self._videos_of(row, keep_videos)
+        details = {"reason": "likeness_deleted", "character": character_id}
+        deleted = purge_videos(self._sessions, self._blobs, self._audit, doomed, actor=actor, now=now, details=details)
+        self._drop_sealed_inputs(character_id, kept)
         with self._sessions.begin() as s:
             s.execute(delete(CharacterRow).where(CharacterRow.id == character_id))
             s.execute(delete(ConsentRow).where(ConsentRow.character_id == character_id))
             s.execute(delete(CharacterUseRow).where(CharacterUseRow.character_id == character_id))
+            s.execute(delete(AlertRow).where(AlertRow.kind == "likeness_used", AlertRow.subject == character_id))
             self._audit.append_in(
                 s,
                 "character.delete",
-                actor=principal.id if principal else None,
+                actor=actor,
                 target=character_id,
-                details={"reason": reason},
+                details={"reason": reason, "videos_deleted": len(doomed), "videos_kept": len(kept)},
             )
+        # A job enqueued while this ran (it resolved the likeness just before `deleting`): a second look.
+        late, _ = self._videos_of(row, keep_videos)
+        deleted += purge_videos(self._sessions, self._blobs, self._audit, late, actor=actor, now=now, details=details)
+        scrub_deleted(self._sessions)
         row.status = "deleted"
-        self._stop_forbidden_jobs(row, "The likeness was deleted.")
+        self._stop_forbidden_jobs(row, "The likeness was deleted.")  # the owner's kept ones that had not run
+        return LikenessDeletion(len(set(deleted)), len(kept))
+
+    def _videos_of(self, row: CharacterRow, keep_videos: bool) -> tuple[list[str], list[str]]:
+        """Ids of the videos that used the likeness: (to delete, to keep). Kept: the owner's own, on request."""
+        cid = row.id
+        with self._sessions() as s:
+            used = set(s.scalars(select(CharacterUseRow.video_id).where(CharacterUseRow.character_id == cid)))
+            pattern = f'%"{cid}"%'  # a prefilter on the JSON text; the exact test follows
+            candidates = s.execute(
+                select(VideoRow.id, VideoRow.owner_id, VideoRow.characters, VideoRow.inputs_sealed_by).where(
+                    or_(
+                        VideoRow.id.in_(used),
+                        cast(VideoRow.characters, Text).like(pattern),
+                        cast(VideoRow.inputs_sealed_by, Text).like(pattern),
+                    )
+                )
+            ).all()
+        doomed: list[str] = []
+        kept: list[str] = []
+        for v in candidates:
+            if not (v.id in used or cid in (v.characters or []) or cid in (v.inputs_sealed_by or [])):
+                continue
+            (kept if keep_videos and v.owner_id == row.owner_id else doomed).append(v.id)
+        return sorted(doomed), sorted(kept)
+
+    def _drop_sealed_inputs(self, character_id: str, video_ids: list[str]) -> None:
+        """Kept videos lose the inputs sealed under the shredded key: unreadable now, so removed."""
+        for video_id in video_ids:
+            with self._sessions.begin() as s:
+                sealed = s.scalar(select(VideoRow.inputs_sealed_by).where(VideoRow.id == video_id))
+                if not sealed or character_id not in sealed:
+                    continue
+                s.execute(
+                    update(VideoRow)
+                    .where(VideoRow.id == video_id)
+                    .values(input_image_key=None, input_video_key=None, inputs_sealed_by=[])
+                )
+            self._blobs.delete_prefix(input_prefix(video_id))
 
     def _stop_forbidden_jobs(self, row: CharacterRow, message: str) -> int:
         """Cancel queued jobs that use the likeness and may no longer; running ones stop at their start check."""
@@ -665,6 +783,26 @@ class CharacterService:
                     "A likeness in this video was revoked, deleted or its permission changed; the video was stopped."
                 )
 
+    def seal_input(self, likeness_ids: list[str], blob_key: str, data: bytes) -> bytes:
+        """Seal a job's input blob (an upload that shows these likenesses) under each one's data key."""
+        try:
+            return self.vault.seal(likeness_ids, data, input_purpose(blob_key))
+        except KeyShredded:
+            raise Forbidden(
+                "A likeness this request shows was deleted a moment ago; it may not be used.",
+                param="characters",
+                code="likeness_not_permitted",
+            ) from None
+
+    def open_input(self, likeness_ids: list[str], blob_key: str, blob: bytes) -> bytes:
+        """Open a sealed job input in memory; :class:`LikenessRevoked` once any of its likenesses is deleted."""
+        try:
+            return self.vault.unseal(likeness_ids, blob, input_purpose(blob_key))
+        except KeyShredded:
+            raise LikenessRevoked(
+                "A likeness this video's input shows was deleted, and the input with it; the video was stopped."
+            ) from None
+
     def reference_image(self, character_id: str) -> Image.Image:
         """The likeness's first reference crop, decrypted in memory (the worker's first frame)."""
         data = self._blobs.get(chip_key(character_id, 0))
@@ -722,6 +860,10 @@ class CharacterService:
             }
         gone = []
         for r in rows:
+            if r.status == "deleting":  # a deletion that crashed midway: finish it
+                self.delete(None, r.id, reason="deletion_resumed")
+                gone.append(r.id)
+                continue
             if r.status == "pending":  # an enrolment that crashed midway: its key and crops, if any, go
                 if now - r.created_at > 3600:
                     self.delete(None, r.id, reason="enrolment_incomplete")
@@ -739,6 +881,12 @@ class CharacterService:
     def owned_ids(self, user_id: str) -> list[str]:
         with self._sessions() as s:
             return list(s.scalars(select(CharacterRow.id).where(CharacterRow.owner_id == user_id)))
+
+
+def _attempts_left(left: int) -> str:
+    if left <= 0:
+        return "That was this challenge's last attempt: ask for a new one."
+    return f"{left} more attempt{'s' if left > 1 else ''} with this challenge."
 
 
 class LikenessRevoked(ServiceError):

@@ -32,7 +32,7 @@ from kinema.queue.worker import JobContext
 from kinema.services.characters import MENTION, CharacterService, LikenessRevoked
 from kinema.services.pause import PauseService
 from kinema.services.provenance import Marks, ProvenanceService
-from kinema.services.videos import output_prefix
+from kinema.services.purge import output_prefix
 
 log = logging.getLogger(__name__)
 
@@ -183,12 +183,12 @@ class GenerationRunner:
         prefix_frames: np.ndarray | None = None
         size = (row.width, row.height)
         if row.input_image_key:
-            image = _fit(Image.open(io.BytesIO(self._blobs.get(row.input_image_key))).convert("RGB"), size)
+            image = _fit(Image.open(io.BytesIO(self._input(row, row.input_image_key))).convert("RGB"), size)
         elif row.characters and row.task == "i2v" and not row.input_video_key and self._characters is not None:
             # The likeness's reference crop, decrypted in this worker's memory only, is the first frame.
             image = _fit(self._characters.reference_image(row.characters[0]), size)
         if row.input_video_key:
-            clip = read_mp4(self._blobs.get(row.input_video_key))
+            clip = read_mp4(self._input(row, row.input_video_key))
             if p.get("stitch"):  # an extension, or a remix of one
                 n_prefix = max(1, round(clip.frames.shape[0] / clip.fps * row.fps))
                 prefix = [_fit(Image.fromarray(f), size) for f in _resample(clip.frames, clip.fps, row.fps, n_prefix)]
@@ -213,6 +213,15 @@ class GenerationRunner:
             strength=float(p.get("strength", 0.7)),
         )
         return _Inputs(request, prefix_frames)
+
+    def _input(self, row: VideoRow, key: str) -> bytes:
+        """An input blob; one sealed under likeness keys is opened here, in this worker's memory only."""
+        data = self._blobs.get(key)
+        if row.inputs_sealed_by:
+            if self._characters is None:
+                raise LikenessRevoked("This video's inputs are sealed under likeness keys this worker cannot use.")
+            data = self._characters.open_input(list(row.inputs_sealed_by), key, data)
+        return data
 
 
 def _fit(image: Image.Image, size: tuple[int, int]) -> Image.Image:

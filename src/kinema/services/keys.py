@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kinema.audit.log import AuditLog
 from kinema.db.models import ApiKeyRow, UserRow
-from kinema.services.accounts import AccountService
+from kinema.services.accounts import AccountService, ensure_admin_remains, serialize_admin_changes
 from kinema.services.auth import (
     DEFAULT_KEY_SCOPES,
     SCOPES,
@@ -173,6 +173,7 @@ class KeyService:
         """Revoke a key for good (idempotent)."""
         self.get(user_id, key_id)
         with self._sessions.begin() as s:
+            had_admin = serialize_admin_changes(s, self._clock())
             done = s.execute(
                 update(ApiKeyRow)
                 .where(ApiKeyRow.id == key_id, ApiKeyRow.revoked_at.is_(None))
@@ -180,6 +181,7 @@ class KeyService:
                 .returning(ApiKeyRow.owner_id)
             ).first()
             if done is not None:
+                ensure_admin_remains(s, self._clock(), had_admin=had_admin)  # the last admin's last way in stays
                 self._audit.append_in(s, "key.revoke", actor=actor, target=key_id, details={"owner": done.owner_id})
         return self.get(user_id, key_id)
 

@@ -38,7 +38,9 @@ from kinema.db.models import (
     VideoRow,
     WebSessionRow,
 )
+from kinema.services.accounts import admin_can_sign_in, ensure_admin_remains
 from kinema.services.characters import CharacterService, chip_key
+from kinema.services.purge import scrub_deleted
 from kinema.services.videos import VideoService
 
 
@@ -146,13 +148,21 @@ class PrivacyService:
         return buf.getvalue()
 
     def delete_account(self, user_id: str) -> dict[str, int]:
-        """Shred the user's likeness, delete their videos, keys, sessions and alerts, then the account."""
+        """Shred the user's likeness (which deletes every video made with it, anyone's), delete their videos,
+        keys, sessions and alerts, then the account; then scrub SQLite's WAL of what was deleted.
+
+        Refused (409 ``last_admin``), before anything is deleted, when no other administrator could sign in."""
+        with self._sessions() as s:
+            now = self._clock()
+            ensure_admin_remains(s, now, had_admin=admin_can_sign_in(s, now), leaving=user_id)
+        with self._sessions() as s:  # counted before the likeness's deletion takes those made with it
+            video_ids = list(s.scalars(select(VideoRow.id).where(VideoRow.owner_id == user_id)))
         for character_id in self._characters.owned_ids(user_id):
             self._characters.delete(None, character_id, reason="account_deleted")
         with self._sessions() as s:
-            video_ids = list(s.scalars(select(VideoRow.id).where(VideoRow.owner_id == user_id)))
-        for vid in video_ids:
-            self._videos.delete(user_id, vid)
+            left = list(s.scalars(select(VideoRow.id).where(VideoRow.owner_id == user_id)))
+        for vid in left:
+            self._videos.delete(user_id, vid, scrub=False)
         with self._sessions.begin() as s:
             email = s.scalar(select(UserRow.email).where(UserRow.id == user_id))
             key_ids = select(ApiKeyRow.id).where(ApiKeyRow.owner_id == user_id).scalar_subquery()
@@ -178,4 +188,5 @@ class PrivacyService:
                 target=user_id,
                 details={"videos": len(video_ids), "key_count": len(keys)},
             )
+        scrub_deleted(self._sessions)
         return {"videos": len(video_ids), "keys": len(keys)}

@@ -11,6 +11,7 @@ from kinema.db.models import VideoRow
 from kinema.media.errors import MediaError
 from kinema.media.sniff import sniff_image, sniff_video
 from kinema.services.errors import PayloadTooLarge, UnsupportedMediaType, from_media_error
+from kinema.services.mediagate import MediaGate
 from kinema.services.provenance import ProvenanceService, Verification
 
 MIMES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
@@ -28,10 +29,17 @@ class VerifyResult:
 class VerificationService:
     """Checks uploaded files against this deployment's trust anchor and watermark."""
 
-    def __init__(self, sessions: sessionmaker[Session], provenance: ProvenanceService, max_bytes: int) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        provenance: ProvenanceService,
+        max_bytes: int,
+        gate: MediaGate | None = None,
+    ) -> None:
         self._sessions = sessions
         self._provenance = provenance
         self._max_bytes = max_bytes
+        self._gate = gate or MediaGate()
 
     def verify(self, data: bytes, *, owner_id: str | None, operator: bool = False) -> VerifyResult:
         """Verify ``data``; name the video only if ``owner_id`` owns it, or for the operator (CLI)."""
@@ -41,7 +49,8 @@ class VerificationService:
             )
         mime = self._mime(data)
         try:
-            result = self._provenance.verify(data, mime)
+            with self._gate.slot("file"):  # decoding, a few uploads at a time
+                result = self._provenance.verify(data, mime)
         except MediaError as exc:  # recognised by its header, but not decodable
             raise from_media_error(exc, "file") from None
         row = self._trace(result)

@@ -8,6 +8,7 @@ decoded and checked before any blob or row is written, and the row is inserted l
 from __future__ import annotations
 
 import builtins
+import functools
 import io
 import re
 import secrets
@@ -15,11 +16,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import and_, delete, select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from kinema.audit.log import AuditLog
@@ -42,6 +43,7 @@ from kinema.services.moderation import PromptGuard
 from kinema.services.options import CreateVideo, EditVideo, ExtendVideo, GenerationOptions, VideoSource
 from kinema.services.pause import PauseService
 from kinema.services.planning import Plan
+from kinema.services.purge import input_prefix, purge_videos, scrub_deleted
 from kinema.services.quotas import Admission
 from kinema.services.uploads import UploadLimits, decode_image_upload, decode_video_upload
 
@@ -81,14 +83,24 @@ def new_video_id() -> str:
     return f"video_{value:032x}"
 
 
-def input_prefix(video_id: str) -> str:
-    """Blob prefix for a job's snapshotted inputs."""
-    return f"inputs/{video_id}"
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
-def output_prefix(video_id: str) -> str:
-    """Blob prefix under which each attempt writes ``<token>/...``."""
-    return f"videos/{video_id}"
+def _holding_an_upload_slot(
+    param: str,
+) -> Callable[[Callable[Concatenate[VideoService, _P], _R]], Callable[Concatenate[VideoService, _P], _R]]:
+    """Run the method holding one of the upload gate's slots: it decodes a clip and looks for faces in it."""
+
+    def wrap(method: Callable[Concatenate[VideoService, _P], _R]) -> Callable[Concatenate[VideoService, _P], _R]:
+        @functools.wraps(method)
+        def held(self: VideoService, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+            with self._limits.gate.slot(param):
+                return method(self, *args, **kwargs)
+
+        return held
+
+    return wrap
 
 
 class VideoService:
@@ -141,9 +153,10 @@ class VideoService:
         params = self._params(spec, req.options, {})
         image_png = None
         if req.image is not None:
-            image = decode_image_upload(req.image, self._limits, "input_reference")
-            likenesses = self._face_guard(principal, [np.asarray(image.convert("RGB"))], "input_reference", req.prompt)
-            image_png = _png(image)
+            with self._limits.gate.slot("input_reference"):  # decoding and face analysis, a few at a time
+                image = decode_image_upload(req.image, self._limits, "input_reference")
+                likenesses = self._face_guard(principal, [np.asarray(image)], "input_reference", req.prompt)
+                image_png = _png(image)
         video_id = new_video_id()
         inputs = {"input_image.png": image_png} if image_png else {}
         row = self._row(video_id, principal, "create", task, spec, req.prompt, plan, params)
@@ -178,10 +191,12 @@ class VideoService:
         for attr, name in (("input_image_key", "input_image.png"), ("input_video_key", "source.mp4")):
             key = getattr(src, attr)
             if key:
-                inputs[name] = self._blobs.get(key)
+                # A sealed input is opened in memory only to be sealed again, under this video's own blob key.
+                inputs[name] = self._open_input(src, key)
                 setattr(row, attr, f"{input_prefix(video_id)}/{name}")
-        return self._enqueue(principal, row, inputs, likenesses)
+        return self._enqueue(principal, row, inputs, likenesses, also_seal_with=list(src.inputs_sealed_by or []))
 
+    @_holding_an_upload_slot("video")
     def edit(self, principal: Principal, req: EditVideo) -> VideoRow:
         """Enqueue a video-to-video job over a completed video or an uploaded clip."""
         self._check_prompt(principal, "edit", req.prompt)
@@ -192,6 +207,7 @@ class VideoService:
         params = self._params(spec, req.options, {"strength": DEFAULT_EDIT_STRENGTH})
         return self._enqueue_with_source(principal, "edit", "v2v", spec, req.prompt, plan, params, src_row, clip)
 
+    @_holding_an_upload_slot("video")
     def extend(self, principal: Principal, req: ExtendVideo) -> VideoRow:
         """Enqueue an extension: continue a clip from its last frame; ``seconds`` is the new part."""
         self._check_prompt(principal, "extend", req.prompt)
@@ -270,20 +286,15 @@ class VideoService:
             )
         return row
 
-    def delete(self, owner_id: str, video_id: str, *, actor: str | None = None) -> None:
-        """Delete the row, its inputs and every output; a running job is stopped by its lost lease."""
+    def delete(self, owner_id: str, video_id: str, *, actor: str | None = None, scrub: bool = True) -> None:
+        """Delete the row, its inputs and every output; a running job is stopped by its lost lease.
+
+        ``scrub``: checkpoint SQLite's WAL afterwards (a caller deleting many videos does it once at the end).
+        """
         self.get(owner_id, video_id)
-        with self._sessions.begin() as s:
-            gone = s.execute(
-                delete(VideoRow)
-                .where(VideoRow.id == video_id, VideoRow.owner_id == owner_id)
-                .returning(VideoRow.status)
-            ).first()
-            if gone is not None and gone.status != "completed":
-                refund_in(s, [video_id], self._clock())  # it never produced its seconds (no-op if refunded)
-            self._audit.append_in(s, "video.delete", actor=actor or owner_id, target=video_id)
-        self._blobs.delete_prefix(output_prefix(video_id))
-        self._blobs.delete_prefix(input_prefix(video_id))
+        purge_videos(self._sessions, self._blobs, self._audit, [video_id], actor=actor or owner_id, now=self._clock())
+        if scrub:
+            scrub_deleted(self._sessions)
 
     def content_key(self, owner_id: str, video_id: str, variant: Variant) -> str:
         """Blob key of a completed video's asset; 409 with the status while it is not ready."""
@@ -393,13 +404,25 @@ class VideoService:
         row: VideoRow,
         inputs: dict[str, bytes],
         likenesses: builtins.list[CharacterRow] | None = None,
+        *,
+        also_seal_with: builtins.list[str] | None = None,
     ) -> VideoRow:
         """Write inputs, then admit (quota) and insert the row in one transaction; if that fails,
-        remove the inputs again, so a refused request leaves nothing behind."""
+        remove the inputs again, so a refused request leaves nothing behind.
+
+        Inputs of a video that shows likenesses (named, or found by the face guard in an upload) are
+        stored sealed under each of those likenesses' data keys, so deleting any of them shreds the inputs.
+        """
         prefix = input_prefix(row.id)
+        seal_with = sorted({c.id for c in likenesses or []} | set(also_seal_with or []))
+        row.inputs_sealed_by = seal_with if inputs and self._characters is not None else []
         try:
             for name, data in inputs.items():
-                self._blobs.put(f"{prefix}/{name}", data)
+                key = f"{prefix}/{name}"
+                if row.inputs_sealed_by:
+                    assert self._characters is not None
+                    data = self._characters.seal_input(row.inputs_sealed_by, key, data)
+                self._blobs.put(key, data)
             with self._sessions.begin() as s:
                 # The seconds this job generates (an extension's new part, not the stitched total).
                 seconds = round(row.num_frames / row.fps, 3)
@@ -458,6 +481,13 @@ class VideoService:
             data = encode_mp4(clip.frames, max(1, round(clip.fps)))
         row.params = {**row.params, "source_frames": int(clip.frames.shape[0]), "source_fps": float(clip.fps)}
         return self._enqueue(principal, row, {"source.mp4": data}, likenesses)
+
+    def _open_input(self, row: VideoRow, key: str) -> bytes:
+        """A video's input blob, opened if it is sealed under likeness keys."""
+        data = self._blobs.get(key)
+        if row.inputs_sealed_by and self._characters is not None:
+            data = self._characters.open_input(row.inputs_sealed_by, key, data)
+        return data
 
     def _completed(self, owner_id: str, video_id: str, action: str) -> VideoRow:
         row = self.get(owner_id, video_id)

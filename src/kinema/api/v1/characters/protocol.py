@@ -24,6 +24,11 @@ class CreateCharacterBody(Strict):
     name: str = Field(max_length=64)
     challenge_id: str | None = Field(None, max_length=64)
     consent: ConsentBody | None = None
+    mirrored: bool = Field(
+        False,
+        description="The clip was recorded mirrored, as most front (selfie) cameras store it: your left turn "
+        "shows toward the image's left. Leave false for an unmirrored recording.",
+    )
 
 
 class Character(BaseModel):
@@ -66,6 +71,8 @@ class CharacterDeleted(BaseModel):
     id: str
     object: Literal["character.deleted"] = "character.deleted"
     deleted: bool = True
+    videos_deleted: int = Field(0, description="Videos that used the likeness, anyone's, deleted with it.")
+    videos_kept: int = Field(0, description="Your own videos kept because you asked for keep_videos=true.")
 
 
 class PermissionsBody(Strict):

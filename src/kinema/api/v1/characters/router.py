@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from kinema.api.deps import ContainerDep, require
+from kinema.api.openapi import body_doc
 from kinema.api.v1.characters.protocol import (
     Challenge,
     Character,
@@ -64,7 +65,7 @@ def new_challenge(principal: CharactersWrite, container: ContainerDep) -> Challe
     return Challenge.from_row(row, container.characters.describe(row.moves))
 
 
-@router.post("", response_model=Character)
+@router.post("", response_model=Character, openapi_extra=body_doc(CreateCharacterBody, ("video",)))
 async def create_character(request: Request, principal: CharactersWrite, container: ContainerDep) -> Character:
     """Enrol your own likeness from a short clip of you performing the challenge, with your consent."""
     body, uploads = await serving.read(
@@ -89,6 +90,7 @@ async def create_character(request: Request, principal: CharactersWrite, contain
         video=uploads["video"],
         challenge_id=body.challenge_id,
         consent=consent,
+        mirrored=body.mirrored,
     )
     return Character.from_row(row, principal.id)
 
@@ -130,10 +132,19 @@ def revoke_character(character_id: str, principal: CharactersWrite, container: C
 
 
 @router.delete("/{character_id}", response_model=CharacterDeleted)
-def delete_character(character_id: str, principal: CharactersWrite, container: ContainerDep) -> CharacterDeleted:
-    """Delete your likeness now: its key is destroyed, so no copy of its data can be read again."""
-    container.characters.delete(principal, character_id)
-    return CharacterDeleted(id=character_id)
+def delete_character(
+    character_id: str,
+    principal: CharactersWrite,
+    container: ContainerDep,
+    keep_videos: Annotated[
+        bool,
+        Query(description="Keep the videos you made yourself with your likeness; other people's are deleted always."),
+    ] = False,
+) -> CharacterDeleted:
+    """Delete your likeness now: its key is destroyed, so no copy of its data can be read again, and every
+    video made with it, by anyone, is deleted with its inputs and outputs (``keep_videos=true``: except yours)."""
+    done = container.characters.delete(principal, character_id, keep_videos=keep_videos)
+    return CharacterDeleted(id=character_id, videos_deleted=done.videos_deleted, videos_kept=done.videos_kept)
 
 
 @router.get("/{character_id}/consents", response_model=ConsentList)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from kinema.services.verification import VerifyResult
 
@@ -18,6 +18,10 @@ class C2paState(BaseModel):
 
 
 class WatermarkState(BaseModel):
+    state: Literal["found", "not_found", "too_small"] = Field(
+        description="`too_small`: not found, in frames under 160 px on their short side, too small to carry a "
+        "mark that can be relied on; such a miss says nothing about where the file came from."
+    )
     found: bool
     confidence: float
     this_deployment: bool
@@ -45,6 +49,7 @@ class Verification(BaseModel):
                 failure_codes=list(v.c2pa.failure_codes),
             ),
             watermark=WatermarkState(
+                state="found" if v.watermark.found else "too_small" if v.watermark.too_small else "not_found",
                 found=v.watermark.found,
                 confidence=round(float(v.watermark.confidence), 4),
                 this_deployment=v.deployment_match,

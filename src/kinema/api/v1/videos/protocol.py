@@ -25,6 +25,14 @@ class Extras(Strict):
     guidance_scale: float | None = Field(None, ge=0, le=50, description="Classifier-free guidance strength.")
     fps: int | None = Field(None, ge=1, le=60, description="Output frame rate; frames = seconds x fps.")
 
+    @field_validator("seed", "num_inference_steps", "guidance_scale", "fps", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: object) -> object:
+        # Lax parsing would read true/false as 1/0 (multipart sends numbers as text, so lax it stays).
+        if isinstance(value, bool):
+            raise ValueError("must be a number, not true or false")
+        return value
+
     def options(self) -> GenerationOptions:
         """The extras as the service's internal type."""
         return GenerationOptions(

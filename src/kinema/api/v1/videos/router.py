@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from kinema.api.deps import ContainerDep, VideoServiceDep, VideosRead, VideosWrite
+from kinema.api.openapi import body_doc
 from kinema.api.v1.videos import serving
 from kinema.api.v1.videos.protocol import (
     CreateVideoBody,
@@ -24,22 +25,7 @@ from kinema.services.videos import MEDIA_TYPES
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
 
 
-def _body_doc(model: type[Any], files: tuple[str, ...] = ()) -> dict[str, Any]:
-    """OpenAPI request body for a route that reads JSON or multipart itself."""
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    form = {
-        **schema,
-        "properties": {**schema.get("properties", {}), **{f: {"type": "string", "format": "binary"} for f in files}},
-    }
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": schema}, "multipart/form-data": {"schema": form}},
-        }
-    }
-
-
-@router.post("", response_model=Video, openapi_extra=_body_doc(CreateVideoBody, ("input_reference",)))
+@router.post("", response_model=Video, openapi_extra=body_doc(CreateVideoBody, ("input_reference",)))
 async def create_video(
     request: Request, principal: VideosWrite, videos: VideoServiceDep, container: ContainerDep
 ) -> Video:
@@ -66,7 +52,7 @@ def list_videos(
     )
 
 
-@router.post("/edits", response_model=Video, openapi_extra=_body_doc(EditBody, ("video",)))
+@router.post("/edits", response_model=Video, openapi_extra=body_doc(EditBody, ("video",)))
 async def edit_video(
     request: Request, principal: VideosWrite, videos: VideoServiceDep, container: ContainerDep
 ) -> Video:
@@ -75,7 +61,7 @@ async def edit_video(
     return Video.from_row(await run_in_threadpool(videos.edit, principal, serving.edit_request(body, uploads)))
 
 
-@router.post("/extensions", response_model=Video, openapi_extra=_body_doc(ExtendBody, ("video",)))
+@router.post("/extensions", response_model=Video, openapi_extra=body_doc(ExtendBody, ("video",)))
 async def extend_video(
     request: Request, principal: VideosWrite, videos: VideoServiceDep, container: ContainerDep
 ) -> Video:
@@ -127,7 +113,7 @@ def download_content(
     )
 
 
-@router.post("/{video_id}/remix", response_model=Video, openapi_extra=_body_doc(RemixBody))
+@router.post("/{video_id}/remix", response_model=Video, openapi_extra=body_doc(RemixBody))
 async def remix_video(
     video_id: str, request: Request, principal: VideosWrite, videos: VideoServiceDep, container: ContainerDep
 ) -> Video:
