@@ -58,6 +58,19 @@ def honest_case(seed: int) -> tuple[dict[str, object], list[str]]:
     return case, moves
 
 
+def analyse(
+    frames: np.ndarray, moves: list[str], analyzer: FaceAnalyzer, **options: object
+) -> tuple[str, float, float]:
+    """``analyze_enrolment`` on one clip: its outcome (``accepted`` or the refusal code), wall and CPU seconds."""
+    started, cpu_started = time.perf_counter(), time.process_time()
+    try:
+        analyze_enrolment(frames, moves, analyzer=analyzer, **options)  # type: ignore[arg-type]
+        code = "accepted"
+    except EnrolmentError as exc:
+        code = exc.code
+    return code, time.perf_counter() - started, time.process_time() - cpu_started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--honest", type=int, default=100)
@@ -75,20 +88,15 @@ def main() -> None:
     for k in range(args.honest):
         case, moves = honest_case(args.seed + k)
         frames = head_turn_clip(moves, **case)  # type: ignore[arg-type]
-        started, cpu_started = time.perf_counter(), time.process_time()
-        try:
-            analyze_enrolment(
-                frames,
-                moves,
-                analyzer=analyzer,
-                fps=float(case["fps"]),  # type: ignore[arg-type]
-                mirrored=bool(case["mirrored"]),
-            )
-            code = "accepted"
-        except EnrolmentError as exc:
-            code = exc.code
-        times.append(time.perf_counter() - started)
-        cpu_times.append(time.process_time() - cpu_started)
+        code, wall, cpu = analyse(
+            frames,
+            moves,
+            analyzer,
+            fps=float(case["fps"]),
+            mirrored=bool(case["mirrored"]),  # type: ignore[arg-type]
+        )
+        times.append(wall)
+        cpu_times.append(cpu)
         del frames
         clear_cache()
         honest_codes[code] += 1
@@ -103,14 +111,9 @@ def main() -> None:
         frames = attack_clip(
             kind, moves, person, seed=args.seed + k, h264=h264, resolution=str(rng.choice(["360p", "720p"]))
         )
-        started, cpu_started = time.perf_counter(), time.process_time()
-        try:
-            analyze_enrolment(frames, moves, analyzer=analyzer, fps=15)  # type: ignore[arg-type]
-            code = "accepted"
-        except EnrolmentError as exc:
-            code = exc.code
-        times.append(time.perf_counter() - started)
-        cpu_times.append(time.process_time() - cpu_started)
+        code, wall, cpu = analyse(frames, moves, analyzer, fps=15.0)
+        times.append(wall)
+        cpu_times.append(cpu)
         del frames
         clear_cache()
         per_class[kind + ("+h264" if h264 else "")][code] += 1
