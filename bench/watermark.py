@@ -14,7 +14,10 @@ Prints, from one run:
    payload was found and exact, the raw bit accuracy (the 210 coded bits read, soft-combined over
    all frames, against the truth; goal >= 0.95), the payload bit accuracy after error correction
    (48 bits), the pilot z-score and the detection time;
-4. how many single frames, read on their own, yield the payload (every frame carries it).
+4. how many single frames, read on their own, yield the payload (every frame carries it);
+5. with ``--large``: stills and clips large enough to be read reduced (short side >= 960 px: the luma is
+   box-reduced while decoded, a JPEG by libjpeg's DCT scaling), as PNG, JPEG q85 and half-size JPEG, and
+   H.264 at CRF 23: found and exact, the payload's bit accuracy hint, and the time.
 
 Contents: ``realistic`` is bench/encode.py's clip (moving gradients, textured layer, grain);
 ``smooth`` is a sky-like clip with almost no texture, the hardest case for a watermark that
@@ -43,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.encode import FPS, FRAMES, HEIGHT, WIDTH, busy_ticks, realistic_clip  # noqa: E402
 from tests.provenance.test_watermark import crop_centre, crop_offset, decode_rgb, x264  # noqa: E402  (one copy of the attacks)
+from tests.provenance.test_watermark import realistic_clip as realistic_clip_sized  # noqa: E402
 
 from kinema.media.encode import encode_mp4  # noqa: E402
 from kinema.provenance import watermark as wm  # noqa: E402
@@ -166,10 +170,40 @@ def sign_clip(mp4: bytes) -> bytes:
 _IDENTITY = None
 
 
+def large_inputs() -> None:
+    """Section 5: marks embedded at large sizes (the pattern is magnified there) and read at the reduced size."""
+    print("\n[large inputs, read reduced]")
+    cases: list[tuple[str, Callable[[], wm.Detection]]] = []
+    for height, width in ((1080, 1920), (2160, 3840), (3000, 4000), (4096, 4096)):
+        frame = wm.embed(realistic_clip_sized(1, height, width, seed=height), PAYLOAD)[0]
+        half = np.asarray(Image.fromarray(frame).resize((width // 2, height // 2), Image.Resampling.BICUBIC))
+        for label, rgb, fmt, options in (
+            (f"PNG {width}x{height}", frame, "PNG", {"compress_level": 1}),
+            (f"JPEG q85 {width}x{height}", frame, "JPEG", {"quality": 85}),
+            (f"JPEG q85 half {width // 2}x{height // 2}", half, "JPEG", {"quality": 85}),
+        ):
+            out = io.BytesIO()
+            Image.fromarray(rgb).save(out, fmt, **options)
+            cases.append((label, lambda data=out.getvalue(): wm.detect_image(data)))
+    for height, width, count in ((1080, 1920, 24), (2160, 3840, 8)):
+        mp4 = x264(wm.embed(realistic_clip_sized(count, height, width, seed=width), PAYLOAD))
+        cases.append((f"H.264 CRF 23 {width}x{height}, {count} frames", lambda data=mp4: wm.detect_video(data)))
+    for label, read in cases:
+        start = time.perf_counter()
+        found = read()
+        seconds = time.perf_counter() - start
+        exact = found.found and found.payload == PAYLOAD
+        print(
+            f"  {label:36s} found {found.found!s:5s} exact {exact!s:5s} "
+            f"bit acc {found.bit_accuracy_hint or 0:.3f} confidence {found.confidence:.2f} {seconds:6.2f}s"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--contents", default="realistic,smooth")
+    parser.add_argument("--large", action="store_true", help="also read large stills and clips (section 5)")
     args = parser.parse_args()
     makers = {"realistic": realistic_clip, "smooth": smooth_clip}
     contents = [c for c in args.contents.split(",") if c]
@@ -211,6 +245,8 @@ def main() -> None:
         original = makers[content]()
         verdicts += robustness(content, original, wm.embed(original, PAYLOAD))
     print(f"\nrequired attacks passed (exact payload and raw bit accuracy >= 0.95): {sum(verdicts)}/{len(verdicts)}")
+    if args.large:
+        large_inputs()
 
 
 if __name__ == "__main__":

@@ -6,6 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-postgres,examples}"
 [ -x .venv/bin/python ] || python3 -m venv .venv
+# The studio's browser tests (tests/web) drive Debian's chromium at /usr/bin/chromium: Playwright's own
+# browser download is not used. Only for the test extra, only when it is missing and apt-get exists.
+if [[ ",$extras," == *",test,"* ]] && [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
+  as_root=""
+  [ "$(id -u)" -eq 0 ] || as_root="sudo -n"
+  $as_root apt-get install -y -q chromium >/dev/null || { $as_root apt-get update -q && $as_root apt-get install -y -q chromium; }
+fi
 . .venv/bin/activate
 if python scripts/installed.py "$extras" 2>/dev/null; then
   exit 0

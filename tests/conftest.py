@@ -24,6 +24,12 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# One intra-op thread for torch (and BLAS), here and in every kinema process a test starts (they inherit
+# this environment). The miniatures gain nothing from a second OpenMP thread, and on a 2-core machine where
+# the test process and the server share the cores, a descheduled OpenMP thread stalls the other at every
+# barrier: the SDK lifecycle test took 569 s with the default 2 threads and 278 s with 1 on the same busy
+# machine (tests/engine/conftest.py found the same in-process). Set OMP_NUM_THREADS yourself to override.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 PG_ADMIN_URL = os.environ.get("KINEMA_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("KINEMA_TEST_REDIS", "redis://127.0.0.1:6379/15")

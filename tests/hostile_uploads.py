@@ -20,6 +20,7 @@ import numpy as np
 import openai
 from PIL import Image
 
+from kinema.media.encode import encode_mp4
 from tests.conftest import Proc, client_for
 from tests.faces.photos import faces_dir, photo
 from tests.media.factories import huge_black_png, repeated_frames_webm, size_switch_webm
@@ -78,6 +79,29 @@ def _enrolment_4k() -> bytes:
     return repeated_frames_webm([(frame, 60)], fps=30)
 
 
+@cache
+def _edit_at_budget() -> bytes:
+    """108 frames of 1280x720 at 24 fps (a textured still, no face): what the 100 M pixel budget allows."""
+    still = np.asarray(Image.effect_noise((1280, 720), 40).convert("RGB"))
+    return repeated_frames_webm([(still, 108)], fps=24)
+
+
+@cache
+def _noise_panorama() -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (480, 34952), dtype=np.uint8)).save(
+        out, format="PNG", compress_level=1
+    )
+    return out.getvalue()
+
+
+@cache
+def _mp4_4k() -> bytes:
+    """12 frames of 3840x2160 H.264 (our encoder): a legitimate 4K file someone asks about."""
+    frame = np.asarray(_face_or_gradient((3840, 2160)))
+    return encode_mp4(np.repeat(frame[None], 12, axis=0), 24)
+
+
 REFUSED = frozenset({400, 403, 413, 415, 503})
 ACCEPTED_OR_REFUSED = REFUSED | {200}
 
@@ -124,7 +148,21 @@ KINDS: tuple[Kind, ...] = (
         REFUSED,
     ),
     Kind("enrolment clip 4K 2 s", "enrol", _enrolment_4k, "me.webm", "video/webm", REFUSED),
+    # A legitimate clip for an edit at the total-pixel budget: 108 frames of 1280x720 (100 M pixels, 300 MB as RGB).
+    Kind("edit WebM 1280x720 at the budget", "edit", _edit_at_budget, "v.webm", "video/webm", ACCEPTED_OR_REFUSED),
     Kind("verify PNG 4096x4096", "verify", lambda: _at_cap("PNG"), "p.png", "image/png", ACCEPTED_OR_REFUSED),
+    Kind("verify JPEG 4096x4096", "verify", lambda: _at_cap("JPEG"), "p.jpg", "image/jpeg", ACCEPTED_OR_REFUSED),
+    Kind(
+        "verify zero PNG 6320x6320",
+        "verify",
+        lambda: huge_black_png(6320, 6320),
+        "z.png",
+        "image/png",
+        REFUSED,
+    ),
+    # 16.8 M pixels of noise, 480 px high: the short side allows no reduction (before: +640 MB, 40 s each).
+    Kind("verify noise PNG 34952x480", "verify", _noise_panorama, "n.png", "image/png", ACCEPTED_OR_REFUSED),
+    Kind("verify MP4 3840x2160 12 frames", "verify", _mp4_4k, "v.mp4", "video/mp4", ACCEPTED_OR_REFUSED),
 )
 
 

@@ -131,6 +131,17 @@ def test_out_of_range_extra(client: openai.OpenAI) -> None:
     refused(e.value, 400, "num_inference_steps", "invalid_value")
 
 
+def test_bad_speed_preset_names_the_field(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as e:
+        client.videos.create(prompt="x", extra_body={"speed": "warp"})
+    refused(e.value, 400, "speed", "invalid_value")
+    # A preset the model does not offer: the 1.3B has no step-distilled LoRA, so no turbo.
+    with pytest.raises(openai.BadRequestError) as e:
+        client.videos.create(prompt="x", model="wan2.1-t2v-1.3b", extra_body={"speed": "turbo"})
+    err = refused(e.value, 400, "speed", "unsupported_value")
+    assert "exact, fast" in err["message"]
+
+
 def test_corrupt_image(client: openai.OpenAI) -> None:
     with pytest.raises(openai.APIStatusError) as e:
         client.videos.create(prompt="x", input_reference=("a.png", png(64, 64)[:60], "image/png"))

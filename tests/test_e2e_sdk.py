@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import warnings
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import httpx
 import numpy as np
 import openai
 import pytest
+import sqlalchemy
 from PIL import Image
 
 from tests.conftest import client_for
@@ -25,6 +27,8 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 pytestmark = pytest.mark.slow
 FPS = 8  # tiny-wan's native rate
 FAST = {"num_inference_steps": 2}
+# tiny-wan's small size: a fifth of the default's cost, for jobs whose checks do not need 256x160 frames.
+SMALL = "96x64"
 
 
 def decode_mp4(data: bytes) -> tuple[int, int, int, float]:
@@ -104,7 +108,7 @@ def test_full_video_lifecycle_through_the_sdk(db_url: str, kinema_server) -> Non
 
     # Image-to-video from an uploaded first frame.
     i2v = client.videos.create_and_poll(
-        prompt="it moves", input_reference=("f.png", png_bytes(), "image/png"), seconds="2", extra_body=FAST
+        prompt="it moves", input_reference=("f.png", png_bytes(), "image/png"), size=SMALL, seconds="2", extra_body=FAST
     )
     assert i2v.status == "completed", i2v.error
 
@@ -133,14 +137,24 @@ def test_async_client(db_url: str, kinema_server) -> None:  # type: ignore[no-un
 
     async def scenario() -> None:
         client = openai.AsyncOpenAI(base_url=f"{server.base_url}/v1", api_key=server.api_key, max_retries=0)
+        # One clip per speed preset; turbo takes its distilled step count and no guidance unless told otherwise.
+        speeds = [{**FAST, "speed": "exact"}, {**FAST, "speed": "fast"}, {"speed": "turbo"}]
         videos = await asyncio.gather(
-            *[client.videos.create_and_poll(prompt=f"clip {i}", seconds="1", extra_body=FAST) for i in range(3)]
+            *[
+                client.videos.create_and_poll(prompt=f"clip {i}", size=SMALL, seconds="1", extra_body=extra)
+                for i, extra in enumerate(speeds)
+            ]
         )
         assert [v.status for v in videos] == ["completed"] * 3
+        with sqlalchemy.create_engine(db_url).connect() as db:
+            stored = dict(db.execute(sqlalchemy.text("SELECT id, params FROM videos")).all())
+        params = [p if isinstance(p, dict) else json.loads(p) for p in (stored[v.id] for v in videos)]
+        assert [(p["speed"], p["num_inference_steps"]) for p in params] == [("exact", 2), ("fast", 2), ("turbo", 2)]
+        assert params[2]["guidance_scale"] == 1.0
         page = await client.videos.list(limit=10)
         assert {v.id for v in page.data} == {v.id for v in videos}
         content = await client.videos.download_content(videos[0].id)
-        assert decode_mp4(content.read()) == (9, 256, 160, FPS)
+        assert decode_mp4(content.read()) == (9, 96, 64, FPS)
         await client.close()
 
     asyncio.run(scenario())

@@ -18,6 +18,8 @@ from tests.conftest import client_for, kinema_env, start_kinema, wait_for
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 pytestmark = pytest.mark.slow
 FAST_LEASE = {"KINEMA_LEASE_SECONDS": "2", "KINEMA_HEARTBEAT_SECONDS": "0.3"}
+# tiny-wan's small size, for jobs whose frames nobody looks at: a fifth of the default 256x160's cost.
+SMALL = "96x64"
 
 
 def db_row(db_url: str, vid: str) -> VideoRow:
@@ -87,7 +89,7 @@ def test_queued_jobs_survive_a_restart(tmp_path: Path, kinema_server) -> None:  
     first = kinema_server(db_url, workers=0, data_dir=data)
     ids = [
         client_for(first, timeout=600)
-        .videos.create(prompt=f"job {i}", seconds="1", extra_body={"num_inference_steps": 1})
+        .videos.create(prompt=f"job {i}", size=SMALL, seconds="1", extra_body={"num_inference_steps": 1})
         .id
         for i in range(3)
     ]
@@ -122,7 +124,7 @@ def test_cancel_mid_run_and_progress_is_monotonic(tmp_path: Path, kinema_server)
         client.videos.download_content(video.id)
     assert not (tmp_path / "data" / "blobs" / "videos" / video.id).exists()
     # A finished video cannot be cancelled.
-    done = client.videos.create_and_poll(prompt="short", seconds="1", extra_body={"num_inference_steps": 1})
+    done = client.videos.create_and_poll(prompt="short", size=SMALL, seconds="1", extra_body={"num_inference_steps": 1})
     with pytest.raises(openai.ConflictError):
         client.post(f"/videos/{done.id}/cancel", cast_to=openai.types.Video)
 
@@ -154,7 +156,7 @@ def test_many_workers_drain_fifty_jobs_exactly_once(
     server = kinema_server(pg_url, workers=0, data_dir=data)
     client = client_for(server, timeout=600)
     ids = [
-        client.videos.create(prompt=f"job {i}", seconds="1", extra_body={"num_inference_steps": 1}).id
+        client.videos.create(prompt=f"job {i}", size=SMALL, seconds="1", extra_body={"num_inference_steps": 1}).id
         for i in range(50)
     ]
     env = kinema_env(data, pg_url, models_dir)

@@ -29,8 +29,15 @@ pytestmark = pytest.mark.slow
 
 PUBLIC = {("POST", "/v1/auth/signup"), ("POST", "/v1/auth/login"), ("GET", "/v1/policy/retention")}
 FAST = {"num_inference_steps": 1}
+# tiny-wan's small size, for jobs whose frames nobody looks at: a fifth of the default 256x160's cost.
+SMALL = "96x64"
 # A valid body where the route validates one before it looks the object up (else: {"prompt": ...}).
-BODIES = {"/v1/videos/characters/{character_id}/permissions": {"visibility": "everyone"}}
+BODIES = {
+    "/v1/videos/characters/{character_id}/permissions": {"visibility": "everyone"},
+    "/v1/webhook_endpoints/{webhook_endpoint_id}": {"name": "matrix"},
+    "/v1/webhook_endpoints/{webhook_endpoint_id}/rotate_secret": {},
+    "/v1/webhook_endpoints/{webhook_endpoint_id}/test": {"event_type": "video.completed"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -79,25 +86,36 @@ def test_admin_routes_deny_by_default_and_others_declare_a_scope(routes: list[tu
                 assert "characters:write" in scopes, f"{method} {path} changes a likeness without characters:write"
             elif path.startswith("/v1/videos") and method != "GET":
                 assert "videos:write" in scopes, f"{method} {path} changes videos without videos:write"
+            elif path.startswith("/v1/webhook_endpoints") and method != "GET":
+                assert "webhooks:write" in scopes, f"{method} {path} changes webhooks without webhooks:write"
 
 
 def test_every_id_route_hides_other_users_objects(
     routes: list[tuple[str, str, RouteContext]], tmp_path: Path, kinema_server
 ) -> None:  # type: ignore[no-untyped-def]
-    server = kinema_server(f"sqlite:///{tmp_path / 'k.db'}", workers=1)
+    # Webhook endpoints on 127.0.0.1 over http are allowed here, so Alice can have one.
+    hooks = {"KINEMA_WEBHOOK_ALLOW_PRIVATE": "true", "KINEMA_WEBHOOK_ALLOW_HTTP": "true"}
+    server = kinema_server(f"sqlite:///{tmp_path / 'k.db'}", workers=1, **hooks)
     alice = server.api_key
     bob = provision(server.data_dir, server.db_url, "bob@example.com")
     a = client_for(server, alice)
     a_key = alice
 
-    video = a.videos.create_and_poll(prompt="alice's kite", seconds="1", extra_body=FAST)
+    video = a.videos.create_and_poll(prompt="alice's kite", size=SMALL, seconds="1", extra_body=FAST)
     assert video.status == "completed"
     a_auth = {"Authorization": f"Bearer {alice}"}
     key_id = httpx.get(f"{server.base_url}/v1/keys", headers=a_auth).json()["data"][0]["id"]
     alert_id = _insert_alert(server, key_id)
 
     character_id = _enrol_alice(server, a_key)
-    objects = {"video_id": video.id, "key_id": key_id, "alert_id": alert_id, "character_id": character_id}
+    endpoint = a.webhooks.create(name="alice's", url="http://127.0.0.1:9/hook", event_types=["video.completed"])
+    objects = {
+        "video_id": video.id,
+        "key_id": key_id,
+        "alert_id": alert_id,
+        "character_id": character_id,
+        "webhook_endpoint_id": endpoint.id,
+    }
     b_auth = {"Authorization": f"Bearer {bob}"}
     checked = []
     for method, path, _ in routes:
@@ -128,6 +146,7 @@ def test_every_id_route_hides_other_users_objects(
     alerts = httpx.get(f"{server.base_url}/v1/alerts", headers=a_auth).json()["data"]
     assert [x["id"] for x in alerts] == [alert_id] and alerts[0]["read_at"] is None
     assert a.videos.get_character(character_id).name == "alice"
+    assert a.webhooks.retrieve(endpoint.id).name == "alice's"
 
 
 def _enrol_alice(server: Proc, key: str) -> str:
@@ -198,6 +217,7 @@ def test_every_other_route_needs_credentials(
         "key_id": "key_" + "0" * 24,
         "alert_id": "alert_" + "0" * 24,
         "character_id": "char_" + "0" * 24,
+        "webhook_endpoint_id": "we_" + "0" * 24,
     }
     for method, path, _ in routes:
         if path.startswith("/v1/admin/") or (method, path) in PUBLIC:

@@ -1,4 +1,4 @@
-"""The ``kinema`` command: serve, worker, generate, models, pull, verify, audit, admin, keys."""
+"""The ``kinema`` command: serve, worker, migrate, generate, models, pull, verify, audit, admin, keys."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -106,7 +107,14 @@ def serve(host: str | None, port: int | None, workers: int | None, default_model
 @main.command()
 @click.option("--id", "worker_id", default=None, help="Worker id shown in logs and leases.")
 @click.option("--threads", type=int, default=1, show_default=True, help="Jobs run at once by this process.")
-def worker(worker_id: str | None, threads: int) -> None:
+@click.option(
+    "--grace",
+    type=float,
+    default=None,
+    help="After SIGTERM, seconds to let a running job finish before giving it back to the queue "
+    "(default: wait for it). A second SIGTERM or Ctrl-C gives it back at once.",
+)
+def worker(worker_id: str | None, threads: int, grace: float | None) -> None:
     """Run a standalone worker against the configured database and blob folder."""
     private_files()
     limit_malloc_arenas()
@@ -115,9 +123,17 @@ def worker(worker_id: str | None, threads: int) -> None:
     container = Container.from_settings(_settings())
     container.engine.ensure_miniatures()
     stop = threading.Event()
+    release_at: list[float] = []  # monotonic deadline after which running jobs go back to the queue
 
     def _stop(signum: int, _frame: Any) -> None:
-        click.echo(f"signal {signum}: finishing the current job, then stopping", err=True)
+        if stop.is_set():
+            click.echo(f"signal {signum} again: giving running jobs back to the queue", err=True)
+            release_at[:] = [0.0]
+            return
+        when = "finishing the current job" if grace is None else f"finishing the current job within {grace:g} s"
+        click.echo(f"signal {signum}: {when}, then stopping", err=True)
+        if grace is not None:
+            release_at[:] = [time.monotonic() + grace]
         stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
@@ -128,11 +144,31 @@ def worker(worker_id: str | None, threads: int) -> None:
     runners = [threading.Thread(target=w.run, args=(stop,), daemon=True) for w in workers]
     for t in runners:
         t.start()
+    container.start_webhooks()  # delivers webhook events until container.close()
     click.echo(f"worker(s) {', '.join(w.worker_id for w in workers)} waiting for jobs", err=True)
     while any(t.is_alive() for t in runners):
         for t in runners:
-            t.join(timeout=0.5)
+            t.join(timeout=0.2)
+        if release_at and time.monotonic() >= release_at[0]:
+            for w in workers:
+                w.release()  # each fenced: a job that just finished is not touched
     container.close()
+
+
+@main.command()
+def migrate() -> None:
+    """Migrate the database to the latest schema and exit (what `serve` and `worker` also do at start)."""
+    private_files()
+    from kinema.db.session import make_engine, upgrade_to_head
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        upgrade_to_head(engine)
+    finally:
+        engine.dispose()
+    click.echo("database migrated to the latest schema", err=True)
 
 
 @main.command()

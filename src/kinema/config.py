@@ -6,6 +6,7 @@ Every setting is documented in ``docs/configuration.md``; a test fails when one 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +39,31 @@ class Settings(BaseSettings):
         "PostgreSQL: `postgresql+psycopg://user@host/db`.",
     )
     blob_dir: Path | None = Field(None, description="Folder for outputs and uploads. Default `<data_dir>/blobs`.")
+    blob_url: str | None = Field(
+        None,
+        description="`s3://bucket/prefix`: keep outputs and uploads in an S3-compatible bucket instead of "
+        "`blob_dir` (needs the `s3` extra; see operations.md). Default: the local folder.",
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="S3 API endpoint of a self-hosted store (MinIO, Ceph...): path-style. Default: AWS."
+    )
+    s3_region: str | None = Field(None, description="S3 region. Default: boto3's (`AWS_REGION`, ~/.aws/config).")
+    s3_sse: Literal["AES256", "aws:kms"] | None = Field(
+        None, description="Server-side encryption asked for every object written. Default: the bucket's own."
+    )
+    s3_kms_key_id: str | None = Field(
+        None, description="KMS key for `s3_sse = aws:kms`. Default: the account's AWS-managed key."
+    )
+    s3_presign_seconds: int = Field(
+        0,
+        ge=0,
+        le=3600,
+        description="Above 0: downloads answer 307 to a presigned URL valid this many seconds, and the client "
+        "fetches the bytes from the bucket. 0: Kinema streams them.",
+    )
+    s3_timeout_seconds: float = Field(
+        30.0, gt=0, description="Connect and read timeout of each S3 request (boto3 retries 3 times in all)."
+    )
     models_dir: Path | None = Field(None, description="Folder for model weights. Default `<data_dir>/models`.")
 
     host: str = Field("127.0.0.1", description="Address `kinema serve` listens on.")
@@ -54,6 +80,11 @@ class Settings(BaseSettings):
     device: str | None = Field(None, description="Torch device (`cuda`, `cuda:1`, `cpu`). Default: CUDA if present.")
     model_memory_budget_gb: float = Field(
         40.0, description="Loaded pipelines are evicted least-recently-used beyond this many GiB."
+    )
+    model_offload: Literal["auto", "none", "model", "sequential"] = Field(
+        "auto",
+        description="CPU offload for GPUs too small for a model: `auto` picks per model from its weights and the "
+        "GPU's memory; `model` keeps one component on the GPU at a time, `sequential` one layer (slowest).",
     )
 
     workers: int = Field(1, ge=0, description="Worker threads inside `kinema serve` (0: API only).")
@@ -81,8 +112,9 @@ class Settings(BaseSettings):
         100_000_000,
         ge=1,
         description="Most decoded pixels (frames x width x height, counted on every frame's real size after "
-        "scaling: 1280 px for edits, 640 px for enrolment clips) kept from one uploaded video; bounds the memory "
-        "an upload can take (100 M pixels is 300 MB of RGB).",
+        "scaling: 1280 px for edits, 640 px for enrolment clips) decoded from one uploaded video; bounds the "
+        "memory an enrolment clip takes (100 M pixels is 300 MB of RGB) and the work of an edit (whose frames "
+        "are re-encoded as they are decoded, not kept).",
     )
     media_slots: int = Field(
         2, ge=1, description="Uploads decoded and searched for faces at the same time (per API process)."
@@ -211,6 +243,39 @@ class Settings(BaseSettings):
         60, ge=1, description="`Retry-After` sent with the 503 that refuses generation while paused."
     )
 
+    # -- webhooks --
+    webhook_allow_private: bool = Field(
+        False,
+        description="Allow webhook URLs that resolve to private, loopback, link-local or other non-public "
+        "addresses (checked at create and at every delivery). Only for a receiver on your own network.",
+    )
+    webhook_allow_http: bool | None = Field(
+        None, description="Allow `http://` webhook URLs. Default: only in `dev` mode; https otherwise."
+    )
+    webhook_max_attempts: int = Field(
+        16,
+        ge=1,
+        le=50,
+        description="Tries per event and endpoint before it is given up (with the default backoff: about 6.4 h).",
+    )
+    webhook_backoff_seconds: float = Field(
+        5.0, gt=0, description="Wait before the first retry; doubled after every further failure."
+    )
+    webhook_backoff_max_seconds: float = Field(3600.0, gt=0, description="Longest wait between two retries.")
+    webhook_disable_after_failures: int = Field(
+        20, ge=1, description="An endpoint failing this many deliveries in a row is disabled and its owner alerted."
+    )
+    webhook_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=60,
+        description="Connect and read timeout of one delivery; a whole delivery is cut off at twice this.",
+    )
+    webhook_max_response_bytes: int = Field(
+        64 * 1024, ge=0, description="At most this much of a receiver's response is read; the rest is dropped."
+    )
+    webhook_poll_seconds: float = Field(1.0, gt=0, description="How often workers look for webhook events due.")
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -235,6 +300,19 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"entry {i} is not an IP address or CIDR network") from None
         return value
+
+    @field_validator("blob_url")
+    @classmethod
+    def _blob_url_is_s3(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[A-Za-z0-9_\-./]*)?$", value):
+            raise ValueError("must be s3://bucket or s3://bucket/prefix (a bucket name in lower case)")
+        return value
+
+    @model_validator(mode="after")
+    def _kms_key_needs_kms(self) -> Settings:
+        if self.s3_kms_key_id is not None and self.s3_sse != "aws:kms":
+            raise ValueError("KINEMA_S3_KMS_KEY_ID needs KINEMA_S3_SSE=aws:kms")
+        return self
 
     @model_validator(mode="after")
     def _keyguard_above_the_rate_limit(self) -> Settings:

@@ -44,6 +44,7 @@ from kinema.services.quotas import Admission, RateLimiter, usage
 from kinema.services.uploads import UploadLimits
 from kinema.services.verification import VerificationService
 from kinema.services.videos import VideoService
+from kinema.services.webhooks import DeliveryPolicy, WebhookService, record_video_events
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,40 @@ def build_registry(settings: Settings) -> ModelRegistry:
         wanted = set(settings.enabled_models) | {settings.default_model}
         specs = [s for s in specs if s.name in wanted]
     return ModelRegistry(specs, aliases=settings.resolved_aliases(), default=settings.default_model)
+
+
+def build_blobs(settings: Settings) -> BlobStore:
+    """The S3-compatible bucket of ``blob_url`` if set, else the local blob folder."""
+    if settings.blob_url is None:
+        return LocalBlobStore(settings.resolved_blob_dir)
+    try:
+        from kinema.blobs.s3 import S3BlobStore
+    except ImportError as exc:  # boto3 comes with the `s3` extra
+        raise RuntimeError("KINEMA_BLOB_URL is an s3:// URL but boto3 is missing: pip install 'kinema[s3]'") from exc
+    return S3BlobStore.from_url(
+        settings.blob_url,
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+        sse=settings.s3_sse,
+        kms_key_id=settings.s3_kms_key_id,
+        presign_seconds=settings.s3_presign_seconds,
+        timeout_seconds=settings.s3_timeout_seconds,
+    )
+
+
+def webhook_policy(settings: Settings) -> DeliveryPolicy:
+    """Where webhooks may go and how they are retried (http only in dev mode unless set)."""
+    allow_http = settings.webhook_allow_http
+    return DeliveryPolicy(
+        allow_http=settings.mode == "dev" if allow_http is None else allow_http,
+        allow_private=settings.webhook_allow_private,
+        max_attempts=settings.webhook_max_attempts,
+        backoff_seconds=settings.webhook_backoff_seconds,
+        backoff_max_seconds=settings.webhook_backoff_max_seconds,
+        disable_after_failures=settings.webhook_disable_after_failures,
+        timeout_seconds=settings.webhook_timeout_seconds,
+        max_response_bytes=settings.webhook_max_response_bytes,
+    )
 
 
 def build_provenance(settings: Settings) -> ProvenanceService:
@@ -93,6 +128,7 @@ class Container:
     trusted_proxies: tuple[Any, ...]
     characters: CharacterService
     privacy: PrivacyService
+    webhooks: WebhookService
     wakeup: Wakeup = field(default_factory=Wakeup)
     metrics: Any = None  # prometheus CollectorRegistry, set by create_app
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -106,15 +142,21 @@ class Container:
         if migrate:
             upgrade_to_head(db)
         sessions = make_session_factory(db)
-        blobs = LocalBlobStore(settings.resolved_blob_dir)
+        blobs = build_blobs(settings)
         registry = build_registry(settings)
         engine = Engine(
             registry,
             settings.resolved_models_dir,
             memory_budget_bytes=int(settings.model_memory_budget_gb * 2**30),
             device=settings.device,
+            offload=settings.model_offload,
         )
-        queue = JobQueue(sessions, lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts)
+        queue = JobQueue(
+            sessions,
+            lease_seconds=settings.lease_seconds,
+            max_attempts=settings.max_attempts,
+            on_settled=record_video_events,  # webhook events commit with the job's final state
+        )
         limits = UploadLimits(
             max_bytes=settings.max_upload_bytes,
             max_image_pixels=settings.max_image_pixels,
@@ -155,8 +197,10 @@ class Container:
             admission=Admission(),
             pause=pause,
             characters=characters,
+            on_settled=record_video_events,
         )
         provenance = build_provenance(settings)
+        webhooks = WebhookService(sessions, vault, webhook_policy(settings))
         runner = GenerationRunner(
             sessions,
             queue,
@@ -220,7 +264,8 @@ class Container:
             pause,
             parse_networks(settings.trusted_proxies),
             characters,
-            PrivacyService(sessions, blobs, videos, characters, audit),
+            PrivacyService(sessions, blobs, videos, characters, audit, webhooks=webhooks),
+            webhooks,
             wakeup,
         )
 
@@ -268,14 +313,27 @@ class Container:
         t.start()
         self._threads.append(t)
 
+    def start_webhooks(self) -> None:
+        """Deliver due webhook events in a thread until :meth:`stop_workers` (any process may: the outbox
+        is claimed row by row)."""
+        t = threading.Thread(
+            target=self.webhooks.run,
+            args=(self._stop, self.settings.webhook_poll_seconds),
+            name="kinema-webhooks",
+            daemon=True,
+        )
+        t.start()
+        self._threads.append(t)
+
     def start_workers(self, count: int) -> None:
-        """Run ``count`` worker threads until :meth:`stop_workers`."""
+        """Run ``count`` worker threads (and, with any, a webhook delivery thread) until :meth:`stop_workers`."""
         for i in range(count):
             worker = self.make_worker()
             t = threading.Thread(target=worker.run, args=(self._stop,), name=f"kinema-worker-{i}", daemon=True)
             t.start()
             self._threads.append(t)
         if count:
+            self.start_webhooks()
             log.info("started %d in-process worker thread(s)", count)
 
     def stop_workers(self, timeout: float = 30.0) -> None:

@@ -31,7 +31,6 @@ def test_full_size_wan21_t2v_at_832x480_81_frames(tmp_path: Path) -> None:
     pipe = backend.pipeline
     assert pipe.transformer.dtype == torch.bfloat16
     assert pipe.vae.dtype == torch.float32
-    assert pipe.vae.use_tiling
     assert sum(p.numel() for p in pipe.transformer.parameters()) == pytest.approx(1.42e9, rel=0.05)
 
     steps: list[tuple[int, int]] = []
@@ -56,5 +55,7 @@ def test_full_size_wan21_t2v_at_832x480_81_frames(tmp_path: Path) -> None:
     assert result.frames.shape == (81, 480, 832, 3)
     assert result.frames.dtype == np.uint8
     assert steps == [(1, 3), (2, 3), (3, 3)]
-    assert peak < 40  # bf16 weights and a tiled fp32 VAE decode leave most of an 80 GB card free
+    # With tens of GB free the decode runs untiled (tiling is only for when memory needs it).
+    assert not pipe.vae.use_tiling
+    assert peak < 40  # bf16 weights and an fp32 VAE decode leave most of an 80 GB card free
     backend.unload()

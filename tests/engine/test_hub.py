@@ -125,3 +125,18 @@ def test_miniatures_are_present_when_built_and_pull_builds_them(
         require_local_path(tiny, "t2v", tmp_path)
     # pulling an already built miniature builds nothing and reports where it is
     assert pull(tiny, models_dir, tasks=["vace"]) == {"vace": models_dir / "tiny-wan" / "vace"}
+
+
+def test_pull_also_locks_the_turbo_lora_and_it_is_found_offline(registry: ModelRegistry, tmp_path: Path) -> None:
+    from kinema.engine.hub import lora_path
+
+    i2v = registry.resolve("wan2.1-i2v-14b-480p")
+    assert i2v.turbo is not None
+    lora = i2v.turbo.lora
+    assert lora_path(lora, tmp_path) is None  # not pulled yet: turbo jobs would say how to pull it
+    fake_cached_repo(tmp_path, "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers", SHA)
+    lora_snapshot = fake_cached_repo(tmp_path, lora.repo_id or "", OTHER_SHA)
+    (lora_snapshot / (lora.weight_name or "")).write_bytes(b"lora")
+    pull(i2v, tmp_path)
+    assert read_lock(tmp_path)[lora.repo_id or ""]["revision"] == OTHER_SHA
+    assert lora_path(lora, tmp_path) == lora_snapshot / (lora.weight_name or "")

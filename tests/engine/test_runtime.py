@@ -198,6 +198,6 @@ def test_ensure_miniatures_rebuilds_an_incomplete_build_identically(
     assert engine.ensure_miniatures() == []
     # a fixed seed: the same bytes as the session's build, file for file
     built = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.safetensors"))
-    assert len(built) == 10  # t2v 3, i2v 4 (with the image encoder), vace 3
+    assert len(built) == 11  # t2v 3, i2v 4 (with the image encoder), vace 3, the turbo LoRA
     for rel in built:
         assert (tmp_path / rel).read_bytes() == (models_dir / rel).read_bytes(), rel

@@ -22,7 +22,7 @@ from kinema.faces import (
     distance,
     random_challenge,
 )
-from kinema.faces.enrolment import analysed_indices
+from kinema.faces.enrolment import TURNED_FACE_MARGIN, _identity_outlier, analysed_indices
 from tests.faces.clips import head_turn_clip
 from tests.faces.photos import blurred, clip, photo, scaled
 
@@ -125,6 +125,28 @@ def test_a_large_clip_is_analysed_on_a_downscaled_copy(analyzer: FaceAnalyzer) -
     enrolment = analyze_enrolment(frames, ["right", "left"], analyzer=analyzer, fps=30)
     assert enrolment.frames_used == list(range(0, len(frames), 3))  # 10 of 30 fps
     assert all(c.shape == (256, 256, 3) for c in enrolment.chips)
+
+
+def test_a_turned_face_may_drift_a_little_but_not_become_someone_else() -> None:
+    """The identity check's rule on plain vectors: a face turned beyond the turn threshold may lie up to
+    ``TURNED_FACE_MARGIN`` farther from the resting faces' medoid (dlib's descriptor drifts on a strong turn:
+    a 720p clip was refused as ``face_changed`` at 0.60), a resting face may not, nor anyone 0.7 away."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=128)
+    base /= np.linalg.norm(base)
+
+    def at(d: float) -> np.ndarray:
+        direction = rng.normal(size=128)
+        direction -= (direction @ base) * base
+        return base + d * direction / np.linalg.norm(direction)
+
+    yaws = np.array([0.0, 0.01, -0.01, 0.02, 0.25])
+    resting = [base, at(0.1), at(0.1), at(0.1)]
+    assert TURNED_FACE_MARGIN < 0.1
+    assert _identity_outlier(np.stack([*resting, at(0.64)]), yaws, 0.6, 0.08) is None
+    assert _identity_outlier(np.stack([*resting, at(0.7)]), yaws, 0.6, 0.08) == 4
+    # The same distance on a face at rest is another person.
+    assert _identity_outlier(np.stack([*resting, at(0.64)]), np.array([0.0, 0.01, -0.01, 0.25, 0.02]), 0.6, 0.08) == 4
 
 
 def test_analysed_frames() -> None:

@@ -298,3 +298,36 @@ def test_frames_are_not_copied_into_a_second_array() -> None:
     video = _decode(data, max_total_pixels=100 * 64 * 64)
     assert video.frames.shape == (8, 64, 64, 3)
     assert video.frames.base is not None and video.frames.base.shape[0] == 100
+
+
+def _webm_with_a_millisecond_rate(fps: int, frames: int) -> bytes:
+    """A WebM like a browser's MediaRecorder writes: no real frame rate in the header (1 ms units, so FFmpeg
+    reports 1000 fps), frames stamped ``fps`` times a second."""
+    import io
+    from fractions import Fraction
+
+    import av
+
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="webm") as container:
+        stream = container.add_stream("libvpx", rate=1000)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for index in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), index * 8, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = round(index * 1000 / fps), Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return buffer.getvalue()
+
+
+def test_a_header_without_a_real_frame_rate_gets_the_rate_its_timestamps_show() -> None:
+    data = _webm_with_a_millisecond_rate(fps=15, frames=30)
+    decoded = _decode(data, max_total_pixels=10**8)
+    assert decoded.frames.shape[0] == 30
+    assert decoded.fps == pytest.approx(15, rel=0.01)  # not the header's 1000
+
+
+def test_a_truthful_header_rate_is_kept(clip: np.ndarray) -> None:
+    decoded = _decode(encode_with_pyav(clip, 12, container_format="webm", codec="libvpx"), max_total_pixels=10**8)
+    assert decoded.fps == 12

@@ -26,6 +26,8 @@ from tests.faces.clips import encode_h264, head_turn_clip
 from tests.faces.photos import faces_dir, photo
 
 FAST = GenerationOptions(num_inference_steps=1)
+# tiny-wan's small size, for jobs whose frames nobody looks at: a fifth of the default 256x160's cost.
+SMALL = "96x64"
 
 
 @pytest.fixture
@@ -69,7 +71,7 @@ def test_revocation_after_enqueue_stops_the_job_at_the_worker(container: Contain
     alice, bob = _user(c, "alice@example.com"), _user(c, "bob@example.com")
     likeness = _enrol(c, alice, "barack")
     c.characters.set_permissions(alice, likeness.id, Permissions(visibility="users", allowed_users=[bob.id]))
-    video = c.videos.create(bob, CreateVideo(prompt="@barack on a boat", seconds="1", options=FAST))
+    video = c.videos.create(bob, CreateVideo(prompt="@barack on a boat", size=SMALL, seconds="1", options=FAST))
     assert video.characters == [likeness.id] and video.task == "i2v"
     # A worker claims it, then the owner revokes before the model runs.
     lease = c.queue.claim("w")
@@ -86,8 +88,8 @@ def test_revocation_cancels_queued_jobs_and_refunds(container: Container) -> Non
     alice, bob = _user(c, "alice@example.com"), _user(c, "bob@example.com")
     likeness = _enrol(c, alice, "barack")
     c.characters.set_permissions(alice, likeness.id, Permissions(visibility="everyone"))
-    queued = c.videos.create(bob, CreateVideo(prompt="@barack waves", seconds="1", options=FAST))
-    unrelated = c.videos.create(bob, CreateVideo(prompt="a beach", seconds="1", options=FAST))
+    queued = c.videos.create(bob, CreateVideo(prompt="@barack waves", size=SMALL, seconds="1", options=FAST))
+    unrelated = c.videos.create(bob, CreateVideo(prompt="a beach", size=SMALL, seconds="1", options=FAST))
     c.characters.set_permissions(alice, likeness.id, Permissions(visibility="private"))
     assert c.videos.get(bob.id, queued.id).error_code == "likeness_not_permitted"
     assert c.videos.get(bob.id, unrelated.id).status == "queued"
@@ -101,10 +103,12 @@ def test_restrictions_bind_other_users_not_the_owner(container: Container) -> No
         alice, likeness.id, Permissions(visibility="everyone", restrictions="politics, election campaign")
     )
     with pytest.raises(ModerationBlocked) as err:
-        c.videos.create(bob, CreateVideo(prompt="@barack at an Election  C4mpaign rally", seconds="1", options=FAST))
+        c.videos.create(
+            bob, CreateVideo(prompt="@barack at an Election  C4mpaign rally", size=SMALL, seconds="1", options=FAST)
+        )
     assert "likeness_restriction" in err.value.message
-    ok = c.videos.create(bob, CreateVideo(prompt="@barack walks a dog", seconds="1", options=FAST))
-    mine = c.videos.create(alice, CreateVideo(prompt="@barack talks politics", seconds="1", options=FAST))
+    ok = c.videos.create(bob, CreateVideo(prompt="@barack walks a dog", size=SMALL, seconds="1", options=FAST))
+    mine = c.videos.create(alice, CreateVideo(prompt="@barack talks politics", size=SMALL, seconds="1", options=FAST))
     assert ok.characters == mine.characters == [likeness.id]
 
 
@@ -176,7 +180,8 @@ def test_an_upload_showing_a_likeness_is_sealed_under_its_key_and_shredded_with_
 
     # Bob uploads a photo of the enrolled person: the face guard ties it to the likeness, and it is stored sealed.
     photo_video = c.videos.create(
-        bob, CreateVideo(prompt="a portrait in the rain", seconds="1", image=_png_of("obama_1"), options=FAST)
+        bob,
+        CreateVideo(prompt="a portrait in the rain", size=SMALL, seconds="1", image=_png_of("obama_1"), options=FAST),
     )
     assert photo_video.characters == [likeness.id] and photo_video.inputs_sealed_by == [likeness.id]
     (stored,) = _files(c, f"inputs/{photo_video.id}")
@@ -213,8 +218,8 @@ def test_an_upload_showing_a_likeness_is_sealed_under_its_key_and_shredded_with_
     assert c.videos.get(bob.id, extension.id).status == "completed"
 
     # Alice's own video with her likeness, and Carol's video of nobody: both must survive keep_videos=true.
-    own = c.videos.create(alice, CreateVideo(prompt="@barack waves", seconds="1", options=FAST))
-    unrelated = c.videos.create(carol, CreateVideo(prompt="a lighthouse", seconds="1", options=FAST))
+    own = c.videos.create(alice, CreateVideo(prompt="@barack waves", size=SMALL, seconds="1", options=FAST))
+    unrelated = c.videos.create(carol, CreateVideo(prompt="a lighthouse", size=SMALL, seconds="1", options=FAST))
     _run_queued(c)
 
     done = c.characters.delete(alice, likeness.id, keep_videos=True)
@@ -237,10 +242,10 @@ def test_deletion_without_keep_videos_takes_the_owners_videos_too_and_stops_queu
     alice, bob = _user(c, "alice@example.com"), _user(c, "bob@example.com")
     likeness = _enrol(c, alice, "barack")
     c.characters.set_permissions(alice, likeness.id, Permissions(visibility="users", allowed_users=[bob.id]))
-    own = c.videos.create(alice, CreateVideo(prompt="@barack waves", seconds="1", options=FAST))
+    own = c.videos.create(alice, CreateVideo(prompt="@barack waves", size=SMALL, seconds="1", options=FAST))
     _run_queued(c)
-    queued = c.videos.create(bob, CreateVideo(prompt="@barack sails", seconds="1", options=FAST))
-    running = c.videos.create(bob, CreateVideo(prompt="@barack rows", seconds="1", options=FAST))
+    queued = c.videos.create(bob, CreateVideo(prompt="@barack sails", size=SMALL, seconds="1", options=FAST))
+    running = c.videos.create(bob, CreateVideo(prompt="@barack rows", size=SMALL, seconds="1", options=FAST))
     lease = c.queue.claim("w")  # a worker holds `queued` (the oldest) when the likeness is deleted
     assert lease is not None and lease.video_id == queued.id
 
@@ -263,7 +268,7 @@ def test_retention_sweep_and_account_deletion_delete_other_users_videos_of_the_p
     alice, bob = _user(c, "alice@example.com"), _user(c, "bob@example.com")
     likeness = _enrol(c, alice, "barack")
     c.characters.set_permissions(alice, likeness.id, Permissions(visibility="everyone"))
-    bobs = c.videos.create(bob, CreateVideo(prompt="@barack on a bike", seconds="1", options=FAST))
+    bobs = c.videos.create(bob, CreateVideo(prompt="@barack on a bike", size=SMALL, seconds="1", options=FAST))
     long_ago = time.time() - 400 * 86400
     with c.sessions.begin() as s:  # as if made and last used 400 days ago
         s.execute(
@@ -280,7 +285,9 @@ def test_retention_sweep_and_account_deletion_delete_other_users_videos_of_the_p
     dave = _user(c, "dave@example.com")
     daves = _enrol(c, dave, "dave")
     c.characters.set_permissions(dave, daves.id, Permissions(visibility="everyone"))
-    upload = c.videos.create(bob, CreateVideo(prompt="a portrait", seconds="1", image=_png_of("obama_1"), options=FAST))
+    upload = c.videos.create(
+        bob, CreateVideo(prompt="a portrait", size=SMALL, seconds="1", image=_png_of("obama_1"), options=FAST)
+    )
     assert upload.inputs_sealed_by == [daves.id]
     c.privacy.delete_account(dave.id)
     with pytest.raises(NotFound):

@@ -20,7 +20,9 @@ from kinema.api.v1.characters.router import router as characters_router
 from kinema.api.v1.policy import router as policy_router
 from kinema.api.v1.provenance.router import router as provenance_router
 from kinema.api.v1.videos.router import router as videos_router
+from kinema.api.v1.webhooks.router import router as webhooks_router
 from kinema.container import Container
+from kinema.web.router import router as studio_router
 
 
 def create_app(container: Container, *, workers: int = 0) -> FastAPI:
@@ -62,5 +64,7 @@ def create_app(container: Container, *, workers: int = 0) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(policy_router)
     app.include_router(transparency_router)
+    app.include_router(webhooks_router)
+    app.include_router(studio_router)  # the web studio's pages at /, outside /v1 and the OpenAPI schema
     install_openapi(app)
     return app

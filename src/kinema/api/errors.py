@@ -12,7 +12,7 @@ from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from kinema.blobs import BlobNotFound
+from kinema.blobs import BlobNotFound, BlobStoreUnavailable
 from kinema.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,18 @@ def install_error_handlers(app: FastAPI) -> None:
         # A file removed between the row read and the file read: the video was deleted meanwhile.
         return envelope(
             404, "The requested content no longer exists.", code="not_found", headers={"x-should-retry": "false"}
+        )
+
+    @app.exception_handler(BlobStoreUnavailable)
+    async def _blob_store_down(_: Request, exc: BlobStoreUnavailable) -> JSONResponse:
+        # The details (bucket, store error code) go to the log, not to the client.
+        log.warning("blob store unavailable: %s", exc)
+        return envelope(
+            503,
+            "The storage service is unavailable at the moment. Please retry shortly.",
+            type="server_error",
+            code="storage_unavailable",
+            headers={"Retry-After": "5", "x-should-retry": "true"},
         )
 
     @app.exception_handler(RequestValidationError)

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from kinema.blobs.base import BlobNotFound
-
-_KEY = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-.]+)*$")
+from kinema.blobs.base import BlobNotFound, check_key
 
 
 class LocalBlobStore:
@@ -22,9 +19,7 @@ class LocalBlobStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
-        if not _KEY.match(key) or ".." in key.split("/"):
-            raise ValueError(f"invalid blob key {key!r}")
-        return self.root / key
+        return self.root / check_key(key)
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
@@ -87,6 +82,9 @@ class LocalBlobStore:
             for p in folder.rglob("*")
             if p.is_file() and not p.name.startswith(".tmp-")
         )
+
+    def download_url(self, key: str, *, filename: str, media_type: str) -> str | None:
+        return None  # a folder has no URLs of its own: Kinema streams the file
 
 
 def _fsync_dir(folder: Path) -> None:

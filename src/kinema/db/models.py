@@ -311,3 +311,71 @@ class EnrolmentChallengeRow(Base):
     expires_at: Mapped[float] = mapped_column(Float)
     used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # uploads tried with it, refused ones included
+
+
+# -- webhooks --------------------------------------------------------------------------------------
+
+
+class WebhookEndpointRow(Base):
+    """A user's webhook endpoint. The signing secret is stored only as AES-256-GCM ciphertext under the
+    endpoint's own data key (see :mod:`kinema.services.webhooks`); the API returns it on create and
+    rotation only."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    url: Mapped[str] = mapped_column(String(2048))
+    event_types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    secret: Mapped[bytes] = mapped_column(LargeBinary)  # ciphertext
+    secret_hint: Mapped[str] = mapped_column(String(32))
+    # After a rotation that keeps the old secret for 24 h, deliveries carry both signatures until then.
+    old_secret: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    old_secret_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class WebhookOutboxRow(Base):
+    """One event owed to one endpoint. Written in the transaction that settles the video, so an event
+    exists exactly when the state change does; ``event_id`` is the stable ``webhook-id`` of every try."""
+
+    __tablename__ = "webhook_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    endpoint_id: Mapped[str] = mapped_column(String(64), index=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text)  # the exact JSON body, identical on every try
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float] = mapped_column(Float)
+    delivered_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    given_up_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (
+        Index("ux_webhook_outbox_event_endpoint", "event_id", "endpoint_id", unique=True),
+        Index("ix_webhook_outbox_due", "delivered_at", "given_up_at", "next_attempt_at"),
+    )
+
+
+class WebhookDeliveryRow(Base):
+    """One delivery attempt, shown to the endpoint's owner."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    endpoint_id: Mapped[str] = mapped_column(String(64), index=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Float, index=True)

@@ -200,6 +200,31 @@ def tiny_pipelines(seed: int = 0) -> dict[str, Any]:
     }
 
 
+TINY_LORA_RANK = 4
+_LORA_TARGETS = ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0", "attn2.to_q", "attn2.to_v")
+
+
+def random_wan_lora(layers: int, inner_dim: int, rank: int, seed: int = 0, std: float = 0.3) -> dict[str, torch.Tensor]:
+    """A random LoRA for a Wan transformer, in diffusers' key format, standing in for a step-distilled one.
+
+    It targets the attention projections of every block, as lightx2v's distilled LoRAs do; its up-projections
+    are non-zero (a freshly initialised LoRA's are zero), so loading it visibly changes what the model makes.
+    """
+    generator = torch.Generator().manual_seed(seed + 100)
+    lora: dict[str, torch.Tensor] = {}
+    for block in range(layers):
+        for target in _LORA_TARGETS:
+            prefix = f"transformer.blocks.{block}.{target}"
+            lora[f"{prefix}.lora_A.weight"] = torch.randn(rank, inner_dim, generator=generator) * std
+            lora[f"{prefix}.lora_B.weight"] = torch.randn(inner_dim, rank, generator=generator) * std
+    return lora
+
+
+def tiny_turbo_lora(seed: int = 0) -> dict[str, torch.Tensor]:
+    """The miniature's stand-in for a step-distilled LoRA (rank 4, every block of the tiny transformers)."""
+    return random_wan_lora(TINY_TRANSFORMER["num_layers"], TINY_INNER_DIM, TINY_LORA_RANK, seed)
+
+
 def tiny_ti2v_pipeline(seed: int = 0) -> WanPipeline:
     """A random miniature shaped like Wan 2.2 TI2V 5B (one set of weights for t2v and i2v)."""
     torch.manual_seed(seed)
@@ -253,5 +278,66 @@ def full_size_wan21_t2v(
         text_encoder=text_encoder,
         vae=vae,
         scheduler=wan_scheduler(),
+        transformer=transformer,
+    )
+
+
+# --- LTX-Video miniature -----------------------------------------------------------------------------------
+
+# Same compression as the real LTX-Video VAE: patchify 4x4, then three 2x space-time downsamplings, so 32x in
+# space and 8x in time (clips of 8k+1 frames), into 8 latent channels (the real one has 128).
+TINY_LTX_VAE: dict[str, Any] = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "latent_channels": 8,
+    "block_out_channels": (8, 8, 8, 8),
+    "decoder_block_out_channels": (8, 8, 8, 8),
+    "layers_per_block": (1, 1, 1, 1, 1),
+    "decoder_layers_per_block": (1, 1, 1, 1, 1),
+    "spatio_temporal_scaling": (True, True, True, False),
+    "decoder_spatio_temporal_scaling": (True, True, True, False),
+    "decoder_inject_noise": (False, False, False, False, False),
+    "upsample_residual": (False, False, False, False),
+    "upsample_factor": (1, 1, 1, 1),
+    "timestep_conditioning": False,
+    "patch_size": 4,
+    "patch_size_t": 1,
+    "encoder_causal": True,
+    "decoder_causal": False,
+}
+TINY_LTX_TRANSFORMER: dict[str, Any] = {
+    "in_channels": 8,
+    "out_channels": 8,
+    "patch_size": 1,
+    "patch_size_t": 1,
+    "num_attention_heads": 2,
+    "attention_head_dim": 8,
+    "cross_attention_dim": 16,
+    "num_layers": 2,  # First Block Cache (the fast preset) needs a first and a last block
+    "caption_channels": TINY_TEXT_DIM,
+}
+
+
+def tiny_ltx_pipeline(seed: int = 0) -> Any:
+    """A random miniature LTX-Video pipeline (T5 text encoder, LTX transformer and VAE), deterministic."""
+    from diffusers import (
+        AutoencoderKLLTXVideo,
+        FlowMatchEulerDiscreteScheduler,
+        LTXPipeline,
+        LTXVideoTransformer3DModel,
+    )
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(seed)
+    text_encoder = T5EncoderModel(
+        T5Config(vocab_size=len(tiny_vocabulary()), **{**TINY_TEXT_ENCODER, "d_model": TINY_TEXT_DIM})
+    ).eval()
+    vae = AutoencoderKLLTXVideo(**TINY_LTX_VAE).eval()
+    transformer = LTXVideoTransformer3DModel(**TINY_LTX_TRANSFORMER).eval()
+    return LTXPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=build_tiny_tokenizer(),
         transformer=transformer,
     )

@@ -19,6 +19,13 @@ Task = Literal["t2v", "i2v", "v2v", "vace"]
 """What a job asks of a model: text-to-video, image-to-video (first frame given), video-to-video
 (edit a source clip), or reference-to-video (VACE, reference images such as a likeness)."""
 
+Speed = Literal["exact", "fast", "turbo"]
+"""How a model trades quality for time (docs/models.md#speed-presets): ``exact`` is the stock result as fast as
+it runs losslessly, ``fast`` reuses transformer outputs between steps (diffusers cache hooks), ``turbo`` runs
+a step-distilled LoRA in a few steps without classifier-free guidance."""
+
+SPEEDS: tuple[Speed, ...] = ("exact", "fast", "turbo")
+
 ProgressFn = Callable[[int, int], None]
 """Called as ``progress(step_done, total_steps)`` after each denoising step."""
 
@@ -56,6 +63,8 @@ class GenerationRequest:
     """How far ``v2v`` may move away from the source (0 keeps it, 1 ignores it)."""
     reference_images: list[Image.Image] = field(default_factory=list)
     """Reference images for ``vace``."""
+    speed: Speed = "exact"
+    """The speed preset; the caller has already chosen steps and guidance to suit it (turbo: 4 and 1.0)."""
 
 
 @dataclass(frozen=True)

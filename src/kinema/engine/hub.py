@@ -113,6 +113,42 @@ def local_path(spec: ModelSpec, task: Task, models_dir: Path) -> Path | None:
     return path if (path / "model_index.json").is_file() else None
 
 
+def lora_path(source: ComponentSource, models_dir: Path) -> Path | None:
+    """The LoRA weights file ``source`` names (``weight_name``), or None when it is not on this machine."""
+    if source.weight_name is None:
+        raise ValueError("a LoRA source needs weight_name")
+    if source.subdir is not None:
+        root = Path(models_dir) / Path(source.subdir).parts[0]
+        file = Path(models_dir) / source.subdir / source.weight_name
+        return file if (root / BUILT_MARKER).is_file() and file.is_file() else None
+    commit = _locked_commit(source, read_lock(models_dir))
+    if commit is None:
+        return None
+    try:
+        folder = snapshot_download(
+            source.repo_id or "",
+            revision=commit,
+            cache_dir=Path(models_dir) / HUB_CACHE_DIR,
+            allow_patterns=[source.weight_name],
+            local_files_only=True,
+        )
+    except LocalEntryNotFoundError:
+        return None
+    file = Path(folder) / source.weight_name
+    return file if file.is_file() else None
+
+
+def require_lora_path(spec: ModelSpec, source: ComponentSource, models_dir: Path) -> Path:
+    """Like :func:`lora_path`, but raises :class:`ModelNotAvailable` with the pull command when absent."""
+    path = lora_path(source, models_dir)
+    if path is None:
+        raise ModelNotAvailable(
+            f"the turbo LoRA of model {spec.name!r} ({source.repo_id or source.subdir}/{source.weight_name}) is "
+            f"not on this machine: run `{pull_hint(spec)}`"
+        )
+    return path
+
+
 def is_present(spec: ModelSpec, task: Task, models_dir: Path) -> bool:
     """True when :func:`local_path` finds the weights for ``task``."""
     return local_path(spec, task, models_dir) is not None
@@ -177,4 +213,24 @@ def pull(spec: ModelSpec, models_dir: Path, tasks: list[Task] | None = None) -> 
             _write_lock(models_dir, lock)
             fetched[key] = folder
         paths[task] = fetched[key]
+    if spec.turbo is not None and spec.turbo.lora.repo_id is not None:
+        # The turbo preset's LoRA is pulled and locked like the weights: one file of its repository.
+        lora = spec.turbo.lora
+        folder = Path(
+            snapshot_download(
+                lora.repo_id or "",
+                revision=lora.revision,
+                cache_dir=models_dir / HUB_CACHE_DIR,
+                allow_patterns=[lora.weight_name or ""],
+            )
+        )
+        if not _COMMIT.match(folder.name):
+            raise RuntimeError(f"unexpected snapshot path {folder} for {lora.repo_id}")
+        lock = read_lock(models_dir)
+        lock[lora.repo_id or ""] = {
+            "revision": folder.name,
+            "requested": _requested(lora),
+            "pulled_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        _write_lock(models_dir, lock)
     return paths

@@ -8,12 +8,21 @@ its VAE accepts) or says, in one sentence, what it can do instead.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from kinema.engine.base import Task
+from kinema.engine.base import SPEEDS, Speed, Task
 
 TASK_ORDER: tuple[Task, ...] = ("t2v", "i2v", "v2v", "vace")
+
+# Wan's reference negative prompt (shared_config.py of Wan-AI/Wan2.1 and Wan2.2), used when a request gives
+# none: the models were tuned with it, and an empty negative prompt visibly degrades motion and detail.
+WAN_NEGATIVE_PROMPT = (
+    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，"  # noqa: RUF001
+    "最差质量，低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，"  # noqa: RUF001
+    "画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，"  # noqa: RUF001
+    "杂乱的背景，三条腿，背景人很多，倒着走"  # noqa: RUF001
+)
 
 OPENAI_LANDSCAPE_SIZES = ("1280x720", "1792x1024")
 OPENAI_PORTRAIT_SIZES = ("720x1280", "1024x1792")
@@ -31,10 +40,27 @@ class ComponentSource:
     repo_id: str | None = None
     revision: str | None = None
     subdir: str | None = None
+    weight_name: str | None = None
+    """A single weights file inside the repository or directory (LoRAs); None for a diffusers pipeline."""
 
     def __post_init__(self) -> None:
         if (self.repo_id is None) == (self.subdir is None):
             raise ValueError("a ComponentSource needs exactly one of repo_id and subdir")
+
+
+@dataclass(frozen=True)
+class TurboSpec:
+    """The ``turbo`` preset: a step-distilled LoRA fused at run time, few steps, no classifier-free guidance."""
+
+    lora: ComponentSource
+    """``pipeline`` is unused for LoRAs; ``weight_name`` names the file."""
+    steps: int = 4
+    guidance: float = 1.0
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.lora.weight_name is None:
+            raise ValueError("a turbo LoRA source needs weight_name")
 
 
 @dataclass(frozen=True)
@@ -56,10 +82,23 @@ class ModelSpec:
     default_guidance: float
     miniature: bool = False
     """True for randomly initialised miniatures: they run the real code path but make no meaningful video."""
+    default_negative_prompt: str | None = None
+    """Used when a request gives no negative prompt (its text embedding is computed once per loaded model)."""
+    flow_shift: Mapping[str, float] = field(default_factory=dict)
+    """Native "WxH" -> the scheduler's flow shift at that size (Wan: 3.0 at 480p, 5.0 at 720p); sizes not
+    listed keep the checkpoint's own value."""
+    weights_gb: float = 0.0
+    """GPU memory the weights take when all are resident (transformer and text encoder in bf16, VAE and image
+    encoder in float32); activations come on top (see docs/models.md)."""
+    largest_component_gb: float = 0.0
+    """The largest single component: the peak for weights with ``offload="model"``."""
+    turbo: TurboSpec | None = None
+    """The step-distilled LoRA of the ``turbo`` preset; None when the model has none."""
+    default_speed: Speed = "exact"
 
     def __post_init__(self) -> None:
         # Read-only views: a spec is shared by every thread of a worker and must not change under them.
-        for name in ("tasks", "sizes", "seconds"):
+        for name in ("tasks", "sizes", "seconds", "flow_shift"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
         if not self.tasks:
             raise ValueError(f"model {self.name!r} has no tasks")
@@ -67,6 +106,14 @@ class ModelSpec:
             raise ValueError(f"model {self.name!r}: default size {self.default_size!r} is not in its sizes")
         if self.default_seconds not in self.seconds:
             raise ValueError(f"model {self.name!r}: default seconds {self.default_seconds!r} is not accepted")
+        if self.family == "ltx":
+            # LTX's VAE compresses time 8x (one extra leading frame) and space 32x.
+            bad = {s: n for s, n in self.seconds.items() if n % 8 != 1}
+            if bad:
+                raise ValueError(f"model {self.name!r}: LTX needs 8k+1 frames, got {bad}")
+            for api_size, (w, h) in self.sizes.items():
+                if w % 32 or h % 32:
+                    raise ValueError(f"model {self.name!r}: size {api_size} -> {w}x{h} is not a multiple of 32")
         if self.family == "wan":
             # The Wan VAE compresses time 4x with one extra leading frame, so clips are 4k+1 frames long;
             # a pipeline given anything else silently rounds, and the caller would get a different length.
@@ -76,6 +123,11 @@ class ModelSpec:
             for api_size, (w, h) in self.sizes.items():
                 if w % 16 or h % 16:
                     raise ValueError(f"model {self.name!r}: size {api_size} -> {w}x{h} is not a multiple of 16")
+        unknown = [s for s in self.flow_shift if s not in self.native_sizes()]
+        if unknown:
+            raise ValueError(f"model {self.name!r}: flow_shift for sizes it does not make: {unknown}")
+        if self.default_speed not in self.speeds():
+            raise ValueError(f"model {self.name!r}: default speed {self.default_speed!r} is not one it offers")
 
     def __hash__(self) -> int:
         # The generated hash would hash the mappings, which cannot be hashed; a name identifies a spec.
@@ -89,6 +141,14 @@ class ModelSpec:
             if label not in natives:
                 natives.append(label)
         return natives
+
+    def flow_shift_for(self, width: int, height: int) -> float | None:
+        """The scheduler flow shift for a native size, or None to keep the checkpoint's."""
+        return self.flow_shift.get(f"{width}x{height}")
+
+    def speeds(self) -> list[Speed]:
+        """The speed presets this model offers: ``exact`` and ``fast`` always, ``turbo`` with a distilled LoRA."""
+        return [s for s in SPEEDS if s != "turbo" or self.turbo is not None]
 
     def task_names(self) -> list[Task]:
         """The tasks this model can do, in a stable order."""
@@ -257,6 +317,14 @@ def _seconds(fps: int, durations: Iterable[int]) -> dict[str, int]:
 
 
 TINY_WAN = "tiny-wan"
+TINY_TURBO_LORA = "pytorch_lora_weights.safetensors"
+
+
+def _shift_480p(landscape: tuple[int, int]) -> dict[str, float]:
+    """Flow shift 3.0 at a 480p model's native sizes (the reference value for 480p; 720p uses 5.0)."""
+    w, h = landscape
+    return {f"{w}x{h}": 3.0, f"{h}x{w}": 3.0}
+
 
 BUILTIN_ALIASES: Mapping[str, str] = MappingProxyType({"sora-2": "wan2.1-t2v-1.3b", "sora-2-pro": "wan2.2-ti2v-5b"})
 BUILTIN_DEFAULT = "wan2.1-t2v-1.3b"
@@ -287,8 +355,14 @@ def builtin_specs() -> list[ModelSpec]:
             default_size="832x480",
             seconds=_seconds(16, (4, 5)),
             default_seconds="5",
-            default_steps=50,
+            default_steps=50,  # the reference sample_steps for text-to-video
             default_guidance=5.0,
+            default_negative_prompt=WAN_NEGATIVE_PROMPT,
+            flow_shift=_shift_480p((832, 480)),
+            # 1.42B transformer (2.8 GB) + UMT5-XXL encoder 5.7B (11.4 GB) in bf16 + VAE 127M in fp32 (0.5 GB).
+            weights_gb=14.7,
+            largest_component_gb=11.4,
+            # No step-distilled LoRA exists for the 1.3B (lightx2v ships them for the 14B models only).
         ),
         ModelSpec(
             name="wan2.1-i2v-14b-480p",
@@ -300,8 +374,21 @@ def builtin_specs() -> list[ModelSpec]:
             default_size="832x480",
             seconds=_seconds(16, (4, 5)),
             default_seconds="5",
-            default_steps=50,
+            default_steps=40,  # the reference sample_steps for image-to-video
             default_guidance=5.0,
+            default_negative_prompt=WAN_NEGATIVE_PROMPT,
+            flow_shift=_shift_480p((832, 480)),
+            # 16.4B transformer with its image cross-attention (32.8 GB) + UMT5-XXL (11.4 GB) in bf16, CLIP
+            # ViT-H image encoder 632M (2.5 GB) and VAE (0.5 GB) in fp32.
+            weights_gb=47.2,
+            largest_component_gb=32.8,
+            turbo=TurboSpec(
+                lora=ComponentSource(
+                    "lora",
+                    repo_id="lightx2v/Wan2.1-Distill-Loras",
+                    weight_name="wan2.1_i2v_lora_rank64_lightx2v_4step.safetensors",
+                ),
+            ),
         ),
         ModelSpec(
             name="wan2.2-ti2v-5b",
@@ -324,6 +411,12 @@ def builtin_specs() -> list[ModelSpec]:
             default_seconds="5",
             default_steps=50,
             default_guidance=5.0,
+            default_negative_prompt=WAN_NEGATIVE_PROMPT,
+            # The reference sample_shift of TI2V-5B (720p class) is 5.0 at both orientations.
+            flow_shift={"1280x704": 5.0, "704x1280": 5.0},
+            # 5.0B transformer (10.0 GB) + UMT5-XXL (11.4 GB) in bf16, Wan 2.2 VAE 705M in fp32 (2.8 GB).
+            weights_gb=24.2,
+            largest_component_gb=11.4,
         ),
         ModelSpec(
             name=TINY_WAN,
@@ -349,6 +442,13 @@ def builtin_specs() -> list[ModelSpec]:
             default_steps=4,
             default_guidance=5.0,
             miniature=True,
+            default_negative_prompt=WAN_NEGATIVE_PROMPT,
+            # The small sizes play 480p (3.0, the checkpoint's own) and the default one 720p (5.0), so tests see
+            # the shift change with the size as it does on the real models.
+            flow_shift={"96x64": 3.0, "64x96": 3.0, "256x160": 5.0, "160x256": 5.0},
+            turbo=TurboSpec(
+                lora=ComponentSource("lora", subdir=f"{TINY_WAN}/turbo", weight_name=TINY_TURBO_LORA), steps=2
+            ),
         ),
     ]
 

@@ -8,12 +8,14 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 from kinema.engine.base import Task
 from kinema.engine.device import Placement, select_placement
-from kinema.engine.hub import local_path, require_local_path
-from kinema.engine.registry import TINY_WAN, ModelRegistry, ModelSpec
-from kinema.engine.wan import WanBackend
+from kinema.engine.families import EngineBackend, backend_class, miniature_builder
+from kinema.engine.footprint import OffloadMode, choose_offload
+from kinema.engine.hub import local_path, lora_path, require_local_path
+from kinema.engine.registry import ModelRegistry, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -28,18 +30,34 @@ class Engine:
     lock guards loading and eviction (loads are serialised); generation itself runs outside it.
     """
 
-    def __init__(self, registry: ModelRegistry, models_dir: Path, memory_budget_bytes: int, device: str | None = None):
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        models_dir: Path,
+        memory_budget_bytes: int,
+        device: str | None = None,
+        *,
+        offload: OffloadMode | Literal["auto"] = "auto",
+        compile_blocks: bool = True,
+    ):
+        """``offload``: CPU offload for GPUs too small for a model's weights ("auto" picks per model from its
+        catalogue figures and the GPU's memory; always "none" on the CPU). ``compile_blocks``: compile the
+        transformer's repeated blocks with ``torch.compile`` on CUDA (first run of each shape is slower)."""
         if memory_budget_bytes <= 0:
             raise ValueError("memory_budget_bytes must be positive")
         self.registry = registry
         self.models_dir = Path(models_dir)
         self.memory_budget_bytes = memory_budget_bytes
         self.placement: Placement = select_placement(device)
+        if offload not in ("auto", "none") and not self.placement.is_cuda:
+            raise ValueError(f"offload={offload!r} needs a GPU; this engine runs on {self.placement.device}")
+        self.offload = offload
+        self.compile_blocks = compile_blocks and self.placement.is_cuda
         self._lock = threading.RLock()
-        self._cache: OrderedDict[_Key, WanBackend] = OrderedDict()  # least recently used first
+        self._cache: OrderedDict[_Key, EngineBackend] = OrderedDict()  # least recently used first
         self._pins: dict[_Key, int] = {}
 
-    def backend_for(self, spec: ModelSpec, task: Task) -> WanBackend:
+    def backend_for(self, spec: ModelSpec, task: Task) -> EngineBackend:
         """A loaded backend for ``task`` on ``spec``, loading it (and evicting others) if needed.
 
         Least-recently-used backends are unloaded first when adding one would exceed the budget; the one
@@ -58,11 +76,19 @@ class Engine:
                 self._cache.move_to_end(key)
                 return backend
 
-            if spec.family != "wan":
-                raise ValueError(f"no backend for model family {spec.family!r}")
+            cls = backend_class(spec.family)  # ValueError naming the known families
             path = require_local_path(spec, task, self.models_dir)
-            partner = self._loaded_with(WanBackend.weights_key_for(path, self.placement))
-            backend = WanBackend(spec, task, path, self.placement, share_with=partner)
+            partner = self._loaded_with(cls.weights_key_for(path, self.placement))
+            backend = cls(
+                spec,
+                task,
+                path,
+                self.placement,
+                share_with=partner,
+                offload=self.offload_for(spec),
+                compile_blocks=self.compile_blocks,
+                turbo_lora=lora_path(spec.turbo.lora, self.models_dir) if spec.turbo is not None else None,
+            )
             protect = {key}
             if partner is not None:
                 # Its modules are about to be reused: evicting it would only mean loading them again.
@@ -76,7 +102,7 @@ class Engine:
             return backend
 
     @contextmanager
-    def use(self, spec: ModelSpec, task: Task) -> Iterator[WanBackend]:
+    def use(self, spec: ModelSpec, task: Task) -> Iterator[EngineBackend]:
         """:meth:`backend_for`, pinned for the duration of the ``with`` block so no other thread evicts it."""
         key: _Key = (spec.name, task)
         with self._lock:
@@ -96,16 +122,25 @@ class Engine:
         for spec in self.registry.specs():
             if not spec.miniature:
                 continue
-            if spec.name != TINY_WAN:
-                raise ValueError(f"no builder for miniature {spec.name!r}")
-            if all(local_path(spec, task, self.models_dir) is not None for task in spec.tasks):
+            build = miniature_builder(spec.name)
+            present = all(local_path(spec, task, self.models_dir) is not None for task in spec.tasks)
+            if present and (spec.turbo is None or lora_path(spec.turbo.lora, self.models_dir) is not None):
                 continue
-            from kinema.engine.tiny import build_tiny_models
-
             with self._lock:
-                build_tiny_models(self.models_dir)
+                build(self.models_dir)
             built.append(spec.name)
         return built
+
+    def offload_for(self, spec: ModelSpec) -> OffloadMode:
+        """The CPU offload ``spec`` loads with: the setting, or with "auto" what its weights need on this GPU."""
+        if not self.placement.is_cuda:
+            return "none"
+        if self.offload != "auto":
+            return self.offload
+        import torch
+
+        total_gb = torch.cuda.get_device_properties(self.placement.device).total_memory / (1 << 30)
+        return choose_offload(spec.weights_gb, spec.largest_component_gb, total_gb)
 
     def loaded(self) -> list[tuple[str, Task]]:
         """(model name, task) of the loaded backends, least recently used first."""
@@ -125,14 +160,14 @@ class Engine:
 
     # -- internals ------------------------------------------------------------------------------------------
 
-    def _loaded_with(self, weights_key: str) -> WanBackend | None:
+    def _loaded_with(self, weights_key: str) -> EngineBackend | None:
         for backend in self._cache.values():
             if backend.weights_key == weights_key and backend.loaded:
                 return backend
         return None
 
     @staticmethod
-    def _resident(backends: Iterable[WanBackend]) -> int:
+    def _resident(backends: Iterable[EngineBackend]) -> int:
         by_weights: dict[str, int] = {}
         for backend in backends:
             key = backend.weights_key

@@ -12,18 +12,21 @@ import diffusers
 import transformers
 
 from kinema.engine.hub import BUILT_MARKER
-from kinema.engine.registry import TINY_WAN
+from kinema.engine.registry import TINY_TURBO_LORA, TINY_WAN
 
-TINY_BUILD_VERSION = 1
+TINY_BUILD_VERSION = 2
 """Bump when the miniature architectures change: an existing build with another version is rebuilt."""
 
 TINY_SUBDIRS = ("t2v", "i2v", "vace")
+TURBO_SUBDIR = "turbo"
+"""Holds the miniature's stand-in for a step-distilled LoRA (random weights), for the ``turbo`` preset."""
 
 README = """\
 tiny-wan: MINIATURE MODELS WITH RANDOM WEIGHTS
 
 These are randomly initialised, very small versions of the Wan video pipelines (text-to-video,
-image-to-video, VACE; video-to-video runs on the t2v directory). They were built on this machine by
+image-to-video, VACE; video-to-video runs on the t2v directory), and a random LoRA standing in for a
+step-distilled one (turbo/). They were built on this machine by
 kinema (kinema.engine.tiny.build_tiny_models), from configs written in code, with a fixed seed. Nothing
 was downloaded.
 
@@ -46,8 +49,10 @@ def tiny_models_built(models_dir: Path) -> bool:
     except (OSError, ValueError):
         return False
     root = tiny_root(models_dir)
-    return info.get("version") == TINY_BUILD_VERSION and all(
-        (root / sub / "model_index.json").is_file() for sub in TINY_SUBDIRS
+    return (
+        info.get("version") == TINY_BUILD_VERSION
+        and all((root / sub / "model_index.json").is_file() for sub in TINY_SUBDIRS)
+        and (root / TURBO_SUBDIR / TINY_TURBO_LORA).is_file()
     )
 
 
@@ -62,13 +67,17 @@ def build_tiny_models(models_dir: Path, *, seed: int = 0) -> bool:
     models_dir = Path(models_dir)
     if tiny_models_built(models_dir):
         return False
-    from kinema.engine.architectures import tiny_pipelines  # heavy: torch, diffusers models
+    from safetensors.torch import save_file
+
+    from kinema.engine.architectures import tiny_pipelines, tiny_turbo_lora  # heavy: torch, diffusers models
 
     models_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{TINY_WAN}.", dir=models_dir))
     try:
         for task, pipe in tiny_pipelines(seed).items():
             pipe.save_pretrained(staging / task, safe_serialization=True)
+        (staging / TURBO_SUBDIR).mkdir()
+        save_file(tiny_turbo_lora(seed), str(staging / TURBO_SUBDIR / TINY_TURBO_LORA))
         (staging / "README.txt").write_text(README)
         marker = {
             "version": TINY_BUILD_VERSION,
@@ -89,6 +98,39 @@ def build_tiny_models(models_dir: Path, *, seed: int = 0) -> bool:
             if tiny_models_built(models_dir):
                 return False
             raise
+        return True
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+TINY_LTX_BUILD_VERSION = 1
+
+
+def build_tiny_ltx(models_dir: Path, *, seed: int = 0) -> bool:
+    """Build the ``tiny-ltx`` miniature under ``models_dir/tiny-ltx/t2v`` unless it is there; offline, seeded.
+
+    The same staging-then-rename scheme as :func:`build_tiny_models`. Returns True if it built.
+    """
+    from kinema.engine.architectures import tiny_ltx_pipeline
+
+    models_dir = Path(models_dir)
+    root = models_dir / "tiny-ltx"
+    try:
+        if json.loads((root / BUILT_MARKER).read_text()).get("version") == TINY_LTX_BUILD_VERSION:
+            return False
+    except (OSError, ValueError):
+        pass
+    models_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tiny-ltx.", dir=models_dir))
+    try:
+        tiny_ltx_pipeline(seed).save_pretrained(staging / "t2v", safe_serialization=True)
+        (staging / "README.txt").write_text(README.replace("tiny-wan", "tiny-ltx").replace("Wan", "LTX-Video"))
+        marker = {"version": TINY_LTX_BUILD_VERSION, "seed": seed, "diffusers": diffusers.__version__}
+        (staging / BUILT_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        if root.exists():
+            shutil.rmtree(root)
+        os.rename(staging, root)
         return True
     finally:
         if staging.exists():

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gc
 import inspect
+import logging
 import secrets
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +25,19 @@ from kinema.engine.base import (
 )
 from kinema.engine.compat import apply_diffusers_workarounds
 from kinema.engine.device import Placement, dtype_keyword
-from kinema.engine.footprint import estimate_checkpoint_bytes, module_bytes
+from kinema.engine.footprint import OffloadMode, estimate_checkpoint_bytes, module_bytes, needs_vae_tiling
 from kinema.engine.frames import fit_image, fit_video, to_uint8
 from kinema.engine.registry import ModelSpec
+from kinema.engine.speed import apply_load_time_levers, configure_speed
+
+log = logging.getLogger(__name__)
+
+# The default negative prompt's text embedding, per loaded text encoder: computed on first use, then reused
+# by every run (and every task sharing that encoder) until the weights are unloaded.
+_NEGATIVE_EMBEDS: weakref.WeakKeyDictionary[torch.nn.Module, dict[str, torch.Tensor]] = weakref.WeakKeyDictionary()
+_NEGATIVE_LOCK = threading.Lock()
+WAN_MAX_SEQUENCE_LENGTH = 512
+"""Text tokens the Wan pipelines encode a prompt to (their ``__call__`` default)."""
 
 
 def pipeline_class(name: str) -> type[DiffusionPipeline]:
@@ -74,6 +86,9 @@ class WanBackend:
         placement: Placement,
         *,
         share_with: WanBackend | None = None,
+        offload: OffloadMode = "none",
+        compile_blocks: bool = False,
+        turbo_lora: Path | None = None,
     ):
         if task not in spec.tasks:
             raise ValueError(f"model {spec.name!r} has no {task} task")
@@ -85,6 +100,12 @@ class WanBackend:
         if share_with is not None and share_with.weights_key != self.weights_key:
             raise ValueError("share_with must serve the same weights on the same device")
         self._share_with = share_with
+        if offload != "none" and not placement.is_cuda:
+            raise ValueError(f"CPU offload ({offload}) only makes sense with a GPU; this backend runs on the CPU")
+        self.offload: OffloadMode = offload
+        self.compile_blocks = compile_blocks
+        self.turbo_lora = turbo_lora
+        self.levers: dict[str, Any] = {}
         # The lock that serialises generations is shared with the partner: the modules are the same objects,
         # and two runs interleaving on one GPU would only fight over memory.
         self._run_lock = share_with._run_lock if share_with is not None else threading.Lock()
@@ -135,11 +156,16 @@ class WanBackend:
                 pipe = cls.from_pretrained(
                     self.path, local_files_only=True, **{dtype_keyword(): self.placement.component_dtypes()}
                 )
-                pipe.to(self.placement.device)
-                if self.placement.is_cuda:
-                    # Decoding a whole clip in one piece holds activations for every pixel at once;
-                    # tiles bound the VAE's peak memory at a small cost in time.
-                    pipe.vae.enable_tiling()
+                if self.offload == "model":
+                    # One component on the GPU at a time (text encoder, transformer, VAE): the peak is the
+                    # largest of them rather than their sum.
+                    pipe.enable_model_cpu_offload(device=self.placement.device)
+                elif self.offload == "sequential":
+                    pipe.enable_sequential_cpu_offload(device=self.placement.device)
+                else:
+                    pipe.to(self.placement.device)
+                self.levers = apply_load_time_levers(pipe, self.placement.device, compile_blocks=self.compile_blocks)
+                log.info("%s %s loaded: offload %s, %s", self.spec.name, self.task, self.offload, self.levers)
             pipe.set_progress_bar_config(disable=True)
             self._pipe = pipe
             # Only needed to find the modules at load time; holding on would keep an evicted partner alive.
@@ -200,9 +226,10 @@ class WanBackend:
             self._running += 1
         try:
             with self._run_lock:
+                self._configure(pipe, request)
                 output = pipe(
                     prompt=request.prompt,
-                    negative_prompt=request.negative_prompt,
+                    **self._negative_inputs(pipe, request),
                     height=request.height,
                     width=request.width,
                     num_inference_steps=request.num_inference_steps,
@@ -221,6 +248,76 @@ class WanBackend:
         if frames.shape != expected:
             raise RuntimeError(f"{self._source.pipeline} returned frames of shape {frames.shape}, expected {expected}")
         return GenerationResult(frames=frames, fps=request.fps)
+
+    def _configure(self, pipe: DiffusionPipeline, request: GenerationRequest) -> None:
+        """Set the pipeline up for ``request``: speed preset, the scheduler's flow shift, VAE tiling."""
+        configure_speed(pipe, request.speed, turbo=self.spec.turbo, lora=self._turbo_lora(request))
+        shift = self.spec.flow_shift_for(request.width, request.height)
+        scheduler = pipe.scheduler
+        if shift is not None and "flow_shift" in scheduler.config and scheduler.config.flow_shift != shift:
+            # A fresh scheduler: its config is frozen, and it keeps no state worth carrying between runs.
+            pipe.scheduler = type(scheduler).from_config(scheduler.config, flow_shift=shift)
+        if self.placement.is_cuda:
+            free, _total = torch.cuda.mem_get_info(self.placement.device)
+            self.set_vae_tiling(pipe, request, free)
+
+    def _turbo_lora(self, request: GenerationRequest) -> Path | None:
+        if request.speed != "turbo":
+            return None
+        if self.spec.turbo is None:
+            raise ValueError(f"model {self.spec.name!r} has no turbo preset")
+        if self.turbo_lora is None:
+            from kinema.engine.base import ModelNotAvailable
+            from kinema.engine.hub import pull_hint
+
+            raise ModelNotAvailable(
+                f"the turbo LoRA of model {self.spec.name!r} is not on this machine: run `{pull_hint(self.spec)}`"
+            )
+        return self.turbo_lora
+
+    @staticmethod
+    def set_vae_tiling(pipe: DiffusionPipeline, request: GenerationRequest, free_bytes: int) -> bool:
+        """Tile the VAE decode only when an untiled one would not fit in ``free_bytes``; returns whether it tiles.
+
+        Untiled is faster and exact; tiles bound the decoder's peak memory at the cost of some time and of
+        faint seams where tiles blend.
+        """
+        base_dim = int(pipe.vae.config.get("decoder_base_dim") or pipe.vae.config.base_dim)
+        tile = needs_vae_tiling(base_dim, request.width, request.height, request.num_frames, free_bytes)
+        if tile:
+            pipe.vae.enable_tiling()
+        else:
+            pipe.vae.disable_tiling()
+        return tile
+
+    def _negative_inputs(self, pipe: DiffusionPipeline, request: GenerationRequest) -> dict[str, Any]:
+        """The request's negative prompt, or the model's default one as a cached embedding.
+
+        Without classifier-free guidance (guidance <= 1, the turbo preset) the pipeline ignores it.
+        """
+        default = self.spec.default_negative_prompt
+        if request.negative_prompt is not None or not default or request.guidance_scale <= 1.0:
+            return {"negative_prompt": request.negative_prompt}
+        return {"negative_prompt_embeds": self.default_negative_embeds(pipe, default)}
+
+    @staticmethod
+    def default_negative_embeds(pipe: DiffusionPipeline, text: str) -> torch.Tensor:
+        """The embedding of ``text`` by ``pipe``'s text encoder, computed once per loaded encoder."""
+        encoder = pipe.text_encoder
+        with _NEGATIVE_LOCK:
+            cached = _NEGATIVE_EMBEDS.setdefault(encoder, {})
+            if text not in cached:
+                # As the pipeline itself would encode it: without autograd (which picks other kernels, and
+                # would keep a graph alive), 512 tokens, in the text encoder's dtype.
+                with torch.no_grad():
+                    embeds, _ = pipe.encode_prompt(
+                        prompt=text,
+                        do_classifier_free_guidance=False,
+                        max_sequence_length=WAN_MAX_SEQUENCE_LENGTH,
+                        device=pipe._execution_device,
+                    )
+                cached[text] = embeds
+            return cached[text]
 
     @staticmethod
     def _check_geometry(pipe: DiffusionPipeline, request: GenerationRequest) -> None:

@@ -61,30 +61,79 @@ def encode_mp4(frames: np.ndarray, fps: int, *, crf: int = 20, preset: str = DEF
     _check_args(frames, fps, crf, preset)
     frames = _even_sized(frames)
     _, height, width, _ = frames.shape
+    with Mp4Writer(width, height, fps, crf=crf, preset=preset) as writer:
+        for frame in _converted(frames):
+            writer.write_yuv(frame)
+        return writer.finish()
 
-    buffer = io.BytesIO()
-    with av.open(
-        buffer,
-        "w",
-        format="mp4",
-        container_options={"movflags": "+faststart"},
-        io_open=_faststart_reader(buffer),
-    ) as container:
-        stream = container.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": preset})
-        stream.width = width
-        stream.height = height
+
+class Mp4Writer:
+    """:func:`encode_mp4` one frame at a time: the same file, byte for byte, without the whole clip in memory.
+
+    ``with Mp4Writer(width, height, fps) as w: w.write(rgb) ...; data = w.finish()``. An odd ``width`` or
+    ``height`` is padded by one edge-replicated pixel, as :func:`encode_mp4` pads it. Leaving the block without
+    ``finish`` discards what was written. Memory: the encoded bytes so far and x264's own (the ``ultrafast``
+    preset has no look-ahead).
+    """
+
+    def __init__(self, width: int, height: int, fps: int, *, crf: int = 20, preset: str = DEFAULT_PRESET) -> None:
+        _check_args(np.zeros((1, 1, 1, 3), np.uint8), fps, crf, preset)
+        if width < 1 or height < 1:
+            raise ValueError(f"width and height must be >= 1, got {width}x{height}")
+        self.width, self.height = width, height
+        self._buffer = io.BytesIO()
+        self._container = av.open(
+            self._buffer,
+            "w",
+            format="mp4",
+            container_options={"movflags": "+faststart"},
+            io_open=_faststart_reader(self._buffer),
+        )
+        stream = self._container.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": preset})
+        stream.width = width + width % 2
+        stream.height = height + height % 2
         stream.pix_fmt = "yuv420p"
         codec = stream.codec_context
         codec.colorspace = Colorspace.ITU709
         codec.color_primaries = ColorPrimaries.BT709
         codec.color_trc = ColorTrc.BT709
         codec.color_range = ColorRange.MPEG
+        self._stream = stream
+        self._count = 0
+        self._done = False
 
-        for index, frame in enumerate(_converted(frames)):
-            frame.pts = index
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    return buffer.getvalue()
+    @property
+    def frames(self) -> int:
+        """Frames written so far."""
+        return self._count
+
+    def write(self, rgb: np.ndarray) -> None:
+        """Append one uint8 ``(height, width, 3)`` RGB frame."""
+        if rgb.dtype != np.uint8 or rgb.shape != (self.height, self.width, 3):
+            expected = (self.height, self.width, 3)
+            raise ValueError(f"a frame must be uint8 of shape {expected}, got {rgb.dtype} {rgb.shape}")
+        self.write_yuv(_to_yuv420p(_even_sized(rgb[None])[0]))
+
+    def write_yuv(self, frame: av.VideoFrame) -> None:
+        """Append one frame already converted by ``_to_yuv420p`` (even-sized)."""
+        frame.pts = self._count
+        self._container.mux(self._stream.encode(frame))
+        self._count += 1
+
+    def finish(self) -> bytes:
+        """Flush the encoder, close the file and return its bytes."""
+        self._container.mux(self._stream.encode(None))
+        self._container.close()
+        self._done = True
+        return self._buffer.getvalue()
+
+    def __enter__(self) -> Mp4Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._done:
+            self._done = True
+            self._container.close()
 
 
 def _check_args(frames: np.ndarray, fps: int, crf: int, preset: str) -> None:

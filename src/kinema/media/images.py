@@ -5,12 +5,15 @@ from __future__ import annotations
 import io
 import struct
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 from PIL import Image
 
 from kinema.media.errors import MediaError
+from kinema.media.luma import add_reduced, centre_window
 from kinema.media.sniff import ImageKind, sniff_image
 
 # What Pillow may report after opening each sniffed kind. Pillow opens some camera JPEGs
@@ -87,24 +90,7 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int, max_side: int 
     """
     if len(data) > max_bytes:
         raise MediaError(f"The image is larger than the {max_bytes}-byte limit.", "file_too_large")
-    kind = sniff_image(data)
-    if kind is None:
-        raise MediaError("Only JPEG, PNG and WebP images are accepted.", "unsupported_media_type")
-    if kind == "WEBP":
-        # Pillow's WebP plugin builds its decoder, which allocates the whole canvas, inside
-        # Image.open; so the canvas size has to be checked from the header before that.
-        size = _webp_canvas_size(data)
-        if size is None:
-            raise MediaError("The image file is corrupt.", "corrupt_media")
-        _check_pixels(size, max_pixels)
-        if size[0] * size[1] > max_pixels // WEBP_SHARE:
-            raise MediaError(
-                f"The WebP image is {size[0]}x{size[1]}; WebP takes {WEBP_SHARE} times the memory of other "
-                f"formats to decode, so at most {max_pixels // WEBP_SHARE} pixels are accepted as WebP. "
-                "Send it as JPEG or PNG, or smaller.",
-                "too_many_pixels",
-            )
-
+    kind = _checked_kind(data, max_pixels)
     try:
         # Pillow's own bomb guard warns above Image.MAX_IMAGE_PIXELS and raises above twice
         # that; make the warning an error so both become too_many_pixels. (catch_warnings is
@@ -123,6 +109,121 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int, max_side: int 
         raise
     except _DECODE_ERRORS as exc:
         raise MediaError("The image file is corrupt.", "corrupt_media") from exc
+
+
+@dataclass(frozen=True)
+class ReducedLuma:
+    """An image's luma, box-reduced by ``factor`` while it was read (see :func:`decode_luma`)."""
+
+    luma: np.ndarray
+    """float32 ``(height // factor, width // factor)``, upright; BT.709 luma of the RGB the image shows."""
+    width: int
+    """Full width of the upright image."""
+    height: int
+    """Full height of the upright image."""
+    factor: int
+
+
+def decode_luma(
+    data: bytes,
+    *,
+    max_bytes: int,
+    max_pixels: int,
+    factor_for: Callable[[int, int], int],
+    max_side: int | None = None,
+) -> ReducedLuma:
+    """Decode an uploaded image to its luma, reduced by ``factor_for(height, width)``, or raise ``MediaError``.
+
+    The same checks, in the same order, as :func:`decode_image` (size in bytes, kind by magic bytes, pixels
+    from the header, WebP's smaller cap, corrupt data), and the same picture: EXIF orientation applied,
+    transparency over white. What differs is what is made of the pixels: never a full-size RGB or float copy.
+    A JPEG is decoded by libjpeg straight to its luma (Y) plane, at 1/2, 1/4 or 1/8 scale when that divides
+    the factor (DCT scaling: a 16 MP JPEG at factor 8 is decoded as 512x512); other formats are decoded once in
+    their own mode and converted and averaged in bands of rows (:func:`kinema.media.luma.add_reduced`).
+    With ``max_side``, only the centre of a longer side is read, so that neither side of ``luma`` exceeds it
+    (:func:`kinema.media.luma.centre_window`).
+    """
+    if len(data) > max_bytes:
+        raise MediaError(f"The image is larger than the {max_bytes}-byte limit.", "file_too_large")
+    kind = _checked_kind(data, max_pixels)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=[kind])
+            with image:
+                if image.format not in _PILLOW_FORMATS[kind]:
+                    raise MediaError("Only JPEG, PNG and WebP images are accepted.", "unsupported_media_type")
+                _check_pixels(image.size, max_pixels)
+                width, height = image.size
+                orientation = _orientation(image)
+                factor = max(1, int(factor_for(height, width)))
+                scale = 1
+                if kind == "JPEG":
+                    scale = next(d for d in (8, 4, 2, 1) if factor % d == 0)
+                    # Luma only (Y, no colour conversion), at 1/scale by libjpeg's DCT scaling.
+                    image.draft("L", (-(-width // scale), -(-height // scale)))
+                    scale = max(1, round(width / image.size[0]))
+                    if factor % scale:  # libjpeg chose another scale than asked: take the pixels as they come
+                        scale = 1
+                image.load()
+                luma = _reduced_luma(_resampleable(image), factor // scale, max_side)
+        luma = _upright_array(luma, orientation)
+        if orientation in (5, 6, 7, 8):  # a quarter turn (or a transpose): the sides swap
+            width, height = height, width
+        return ReducedLuma(luma, width, height, factor)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise MediaError("The image has too many pixels.", "too_many_pixels") from exc
+    except MediaError:
+        raise
+    except _DECODE_ERRORS as exc:
+        raise MediaError("The image file is corrupt.", "corrupt_media") from exc
+
+
+def _reduced_luma(image: Image.Image, factor: int, max_side: int | None) -> np.ndarray:
+    """The luma of ``image`` (RGB, RGBA or L) box-reduced by ``factor``, converted a band of rows at a time;
+    at most ``max_side`` on either side (the centre)."""
+    rows, cols = centre_window(image.size[1], image.size[0], factor, max_side)
+    out = np.zeros(((rows.stop - rows.start) // factor, (cols.stop - cols.start) // factor), np.float32)
+    step = max(1, (1 << 20) // max(1, (cols.stop - cols.start) * factor)) * factor
+    for top in range(rows.start, rows.stop, step):
+        bottom = min(top + step, rows.stop)
+        band = image.crop((cols.start, top, cols.stop, bottom))
+        if band.mode == "RGBA":
+            band = _to_rgb(band)
+        first = (top - rows.start) // factor
+        add_reduced(out[first : first + (bottom - top) // factor], np.asarray(band), factor)
+    return out
+
+
+def _upright_array(luma: np.ndarray, orientation: int) -> np.ndarray:
+    """``luma`` turned as EXIF ``orientation`` says (as :func:`_upright` turns an image)."""
+    method = _ORIENTATIONS.get(orientation)
+    if method is None:
+        return luma
+    turned = Image.fromarray(luma, "F").transpose(method)
+    return np.asarray(turned, np.float32).copy()
+
+
+def _checked_kind(data: bytes, max_pixels: int) -> ImageKind:
+    """The image's kind by its magic bytes; for a WebP, its canvas checked against the caps from the header."""
+    kind = sniff_image(data)
+    if kind is None:
+        raise MediaError("Only JPEG, PNG and WebP images are accepted.", "unsupported_media_type")
+    if kind == "WEBP":
+        # Pillow's WebP plugin builds its decoder, which allocates the whole canvas, inside
+        # Image.open; so the canvas size has to be checked from the header before that.
+        size = _webp_canvas_size(data)
+        if size is None:
+            raise MediaError("The image file is corrupt.", "corrupt_media")
+        _check_pixels(size, max_pixels)
+        if size[0] * size[1] > max_pixels // WEBP_SHARE:
+            raise MediaError(
+                f"The WebP image is {size[0]}x{size[1]}; WebP takes {WEBP_SHARE} times the memory of other "
+                f"formats to decode, so at most {max_pixels // WEBP_SHARE} pixels are accepted as WebP. "
+                "Send it as JPEG or PNG, or smaller.",
+                "too_many_pixels",
+            )
+    return kind
 
 
 def _open(data: bytes, kind: ImageKind, max_pixels: int, max_side: int | None) -> Image.Image:

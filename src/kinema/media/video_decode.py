@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Final, NoReturn
@@ -14,6 +15,7 @@ from av.container import InputContainer
 from av.video.stream import VideoStream
 
 from kinema.media.errors import MediaError
+from kinema.media.luma import add_reduced, centre_window, reduced_shape
 from kinema.media.sniff import VideoContainer, sniff_video
 
 ALLOWED_CODECS: Final = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg4"})
@@ -95,9 +97,208 @@ def decode_video(
             width, height = stream.codec_context.width, stream.codec_context.height
             _check_frame_size(width, height, max_pixels)
             _check_declared_length(stream, limits, _output_size(width, height, max_side))
-            decoded = _decoded_frames(container, stream, limits)
+            times: list[float] = []
+            decoded = _decoded_frames(container, stream, limits, times)
             frames = _stack(decoded) if max_total_pixels is None else _collect(decoded, limits, _frame_rate(stream))
-            return DecodedVideo(frames=frames, fps=_frame_rate(stream))
+            return DecodedVideo(frames=frames, fps=_measured_rate(stream, times))
+    except MediaError:
+        raise
+    except _DECODE_ERRORS as exc:
+        raise MediaError("The video file is corrupt or could not be decoded.", "corrupt_media") from exc
+
+
+@dataclass(frozen=True)
+class MeanLuma:
+    """The mean luma of a clip's first frames, box-reduced by ``factor`` while decoding (:func:`mean_luma`)."""
+
+    luma: np.ndarray
+    """float32 ``(height // factor, width // factor)``, upright (display rotation undone)."""
+    width: int
+    """Full frame width, upright."""
+    height: int
+    """Full frame height, upright."""
+    factor: int
+    frames: int
+    """How many frames were averaged."""
+
+
+def mean_luma(
+    data: bytes,
+    *,
+    max_bytes: int,
+    max_pixels: int,
+    max_frames: int,
+    factor_for: Callable[[int, int], int],
+    max_side: int | None = None,
+    threads: int = 2,
+) -> MeanLuma:
+    """Average the luma of the first ``max_frames`` frames of an uploaded video, reduced while decoding.
+
+    For the watermark reader. The same checks as :func:`decode_video` (bytes, container by content, one video
+    stream of an allowed codec, ``max_pixels`` from the header and from every decoded frame's real size; a
+    resolution change mid-stream is refused with ``unsupported_media_type``; corrupt -> ``corrupt_media``),
+    except length: decoding simply stops after ``max_frames``. Only the luma (Y) plane of each frame is read,
+    in place; it is box-reduced by ``factor_for(height, width)`` (of the first frame) a band of rows at a time
+    into one float32 accumulator, so memory is the accumulator, the decoder's own frames (``threads`` of them
+    in flight) and a band, whatever the frame size. With ``max_side``, only the centre of a longer side is
+    read, so that neither side of ``luma`` exceeds it (:func:`kinema.media.luma.centre_window`).
+    """
+    if max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1, got {max_frames!r}")
+    if len(data) > max_bytes:
+        raise MediaError(f"The video is larger than the {max_bytes}-byte limit.", "file_too_large")
+    demuxer = sniff_video(data)
+    if demuxer is None:
+        raise MediaError("Only MP4, MOV, WebM and MKV videos are accepted.", "unsupported_media_type")
+    try:
+        with _open(data, demuxer) as container:
+            stream = _single_video_stream(container)
+            _check_codec(stream)
+            _check_frame_size(stream.codec_context.width, stream.codec_context.height, max_pixels)
+            stream.thread_type = "AUTO"
+            stream.thread_count = max(1, threads)
+            total: np.ndarray | None = None
+            first: tuple[int, int] | None = None
+            factor = 1
+            turned = False
+            used = 0
+            for frame in container.decode(stream):
+                _check_frame_size(frame.width, frame.height, max_pixels)
+                if first is None:
+                    first = (frame.width, frame.height)
+                    factor = max(1, int(factor_for(frame.height, frame.width)))
+                    turned = round(frame.rotation / 90) % 2 == 1
+                elif (frame.width, frame.height) != first:
+                    _raise_size_change()
+                reduced = _reduced_luma_plane(frame, factor, max_side)
+                if total is None:
+                    total = reduced
+                else:
+                    total += reduced
+                used += 1
+                if used >= max_frames:
+                    break
+    except MediaError:
+        raise
+    except _DECODE_ERRORS as exc:
+        raise MediaError("The video file is corrupt or could not be decoded.", "corrupt_media") from exc
+    if total is None or first is None:
+        _raise_corrupt()
+    total /= np.float32(used)
+    width, height = first
+    if turned:  # shown turned a quarter: the sides swap
+        width, height = height, width
+    return MeanLuma(total, width, height, factor, used)
+
+
+_PLANAR_8BIT: Final = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "gray"})
+
+
+def _reduced_luma_plane(frame: av.VideoFrame, factor: int, max_side: int | None) -> np.ndarray:
+    """The frame's luma box-reduced by ``factor``, upright, as a new float32 array.
+
+    8-bit formats are read straight from the decoder's Y plane (no copy, no colour conversion); others are
+    converted to 8-bit grey first.
+    """
+    if frame.format.name in _PLANAR_8BIT:
+        plane = frame.planes[0]
+        lines = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
+        luma: np.ndarray = lines[: frame.height, : frame.width]
+    else:
+        luma = frame.to_ndarray(format="gray", threads=1)
+    rows, cols = centre_window(frame.height, frame.width, factor, max_side)
+    window = luma[rows, cols]  # a view
+    out = np.zeros(reduced_shape(window.shape[0], window.shape[1], factor), np.float32)
+    add_reduced(out, window, factor)
+    quarter_turns = round(frame.rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(out, k=quarter_turns)) if quarter_turns else out
+
+
+@dataclass(frozen=True)
+class FrameStream:
+    """A clip being decoded: its frame rate, and its frames (uint8 ``(H, W, 3)`` RGB, upright) one at a time."""
+
+    fps: float
+    frames: Iterator[np.ndarray]
+
+
+@contextmanager
+def stream_video(
+    data: bytes,
+    *,
+    max_bytes: int,
+    max_pixels: int,
+    max_frames: int,
+    max_seconds: float,
+    max_total_pixels: int | None = None,
+    max_side: int | None = None,
+) -> Iterator[FrameStream]:
+    """:func:`decode_video`, one frame at a time: the same checks and errors, but no frame is kept.
+
+    The header is checked on entry; each frame is checked as it is decoded, and a breach raises
+    ``MediaError`` from the iteration (``corrupt_media`` for what FFmpeg cannot decode). Memory is the frame
+    being handed over and the decoder's own, whatever the clip's length. A clip with no frame yields none:
+    the caller refuses it.
+    """
+    if len(data) > max_bytes:
+        raise MediaError(f"The video is larger than the {max_bytes}-byte limit.", "file_too_large")
+    demuxer = sniff_video(data)
+    if demuxer is None:
+        raise MediaError("Only MP4, MOV, WebM and MKV videos are accepted.", "unsupported_media_type")
+    limits = _Limits(max_pixels, max_frames, max_seconds, max_total_pixels, max_side)
+    with ExitStack() as stack:
+        try:
+            container = stack.enter_context(_open(data, demuxer))
+            stream = _single_video_stream(container)
+            _check_codec(stream)
+            width, height = stream.codec_context.width, stream.codec_context.height
+            _check_frame_size(width, height, max_pixels)
+            _check_declared_length(stream, limits, _output_size(width, height, max_side))
+            fps = _frame_rate(stream)
+        except MediaError:
+            raise
+        except _DECODE_ERRORS as exc:
+            raise MediaError("The video file is corrupt or could not be decoded.", "corrupt_media") from exc
+        yield FrameStream(fps, _as_media_errors(_decoded_frames(container, stream, limits)))
+
+
+@contextmanager
+def stream_mp4(data: bytes) -> Iterator[FrameStream]:
+    """:func:`read_mp4`, one frame at a time (an MP4 Kinema made itself: no limits)."""
+    with _open(data, "mov") as container:
+        stream = container.streams.video[0]
+        yield FrameStream(_frame_rate(stream), _decoded_frames(container, stream, None))
+
+
+@dataclass(frozen=True)
+class Mp4Probe:
+    """An MP4 of ours, as decoded: its frames' size, how many, and their rate."""
+
+    width: int
+    height: int
+    frames: int
+    fps: float
+
+
+def probe_mp4(data: bytes) -> Mp4Probe:
+    """Decode an MP4 Kinema made itself without converting or keeping any frame: its real frame count (not
+    the header's), size and rate. Raises ``MediaError("corrupt_media")`` if it holds no frames."""
+    with _open(data, "mov") as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        count = width = height = 0
+        for frame in container.decode(stream):
+            count += 1
+            width, height = frame.width, frame.height
+        if count == 0:
+            _raise_corrupt()
+        return Mp4Probe(width, height, count, _frame_rate(stream))
+
+
+def _as_media_errors(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """``frames``, with what FFmpeg raises while decoding them turned into ``MediaError("corrupt_media")``."""
+    try:
+        yield from frames
     except MediaError:
         raise
     except _DECODE_ERRORS as exc:
@@ -212,8 +413,11 @@ def _check_declared_length(stream: VideoStream, limits: _Limits, size: tuple[int
         raise _over_budget(budget, size, float(rate))
 
 
-def _decoded_frames(container: InputContainer, stream: VideoStream, limits: _Limits | None) -> Iterator[np.ndarray]:
+def _decoded_frames(
+    container: InputContainer, stream: VideoStream, limits: _Limits | None, times: list[float] | None = None
+) -> Iterator[np.ndarray]:
     """Yield upright RGB frames in presentation order; with ``limits``, stop and raise at the first breach.
+    With ``times``, each yielded frame's presentation time (seconds) is appended to it.
 
     Each frame's real size is checked as it is decoded, before it is converted: against the
     per-frame cap, and against the first frame's size (a change is refused at once).
@@ -250,6 +454,8 @@ def _decoded_frames(container: InputContainer, stream: VideoStream, limits: _Lim
             rgb = frame.to_ndarray(format="rgb24", threads=1)
         else:  # scaled by swscale while converting: the full-size RGB frame is never made
             rgb = frame.to_ndarray(format="rgb24", width=out_width, height=out_height, interpolation="AREA", threads=1)
+        if times is not None and frame.time is not None:
+            times.append(frame.time)
         yield _upright(rgb, frame.rotation)
 
 
@@ -305,6 +511,23 @@ def _frame_rate(stream: VideoStream) -> float:
     if rate is None or rate <= 0:
         _raise_corrupt()
     return float(rate)
+
+
+def _measured_rate(stream: VideoStream, times: list[float]) -> float:
+    """The frame rate the frames' timestamps show, where the header's rate is missing or implausible.
+
+    A browser's MediaRecorder writes WebM with no frame rate and a 1 ms time base, so FFmpeg guesses
+    1000 fps; a variable-rate phone clip may declare a rate its frames do not keep. The header's rate
+    is kept when it agrees with the timestamps within 25 %, or when there are too few to tell.
+    """
+    declared = stream.average_rate or stream.guessed_rate
+    span = max(times) - min(times) if len(times) >= 2 else 0.0
+    if span <= 0:
+        return _frame_rate(stream)
+    measured = (len(times) - 1) / span
+    if declared is None or declared <= 0 or not 0.8 <= float(declared) / measured <= 1.25:
+        return measured
+    return float(declared)
 
 
 def _raise_corrupt() -> NoReturn:

@@ -29,25 +29,28 @@ same clip in ~0.37 s (about the time ``encode_mp4`` takes), at PSNR 39.3 dB on t
 and 48 dB on smooth content, and reads the exact payload with raw bit accuracy 1.0 after CRF 28,
 half-size, 10% centre and corner crops and a 2 s trim (``python bench/watermark.py``).
 Detection (``detect_video``, decoding included) takes ~0.25-0.4 s.
+
+Reading is bounded: uploads are decoded by the shared decoders (:func:`kinema.media.images.decode_luma`,
+:func:`kinema.media.video_decode.mean_luma`) with their checks (header and real frame sizes, resolution changes,
+codecs), and only to luma already reduced to the detector's working size (about 480 px on the short side, at
+most ``_DETECT_MAX_SIDE`` on either): no full-size RGB or float copy of a 16.8 MP picture is made.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Final, NoReturn
+from typing import Final
 
-import av
 import numpy as np
 from PIL import Image
 
-from kinema.media.errors import MediaError
 from kinema.media.frames import check_rgb_frames
-from kinema.media.images import decode_image
-from kinema.media.sniff import sniff_video
+from kinema.media.images import decode_luma
+from kinema.media.luma import LUMA_709, add_reduced, centre_window, reduced_shape
+from kinema.media.video_decode import mean_luma
 from kinema.provenance import wm_dsp, wm_ecc, wm_pattern
 
 # --- embedding -------------------------------------------------------------------------------
@@ -61,8 +64,7 @@ RMS_CAP: Final = 2.8
 """Per-frame cap on the RMS luma change in levels: PSNR >= 20 log10(255 / 2.8) = 39.2 dB at strength 1."""
 MAX_STRENGTH: Final = 4.0
 
-_LUMA: Final = np.array([0.2126, 0.7152, 0.0722], np.float32)  # BT.709, the matrix our MP4s use
-_LUMA_BAND_ROWS: Final = 256
+_LUMA: Final = LUMA_709  # BT.709, the matrix our MP4s use
 
 # --- detection -------------------------------------------------------------------------------
 
@@ -80,9 +82,19 @@ _ACF_CANDIDATES: Final = 5  # scales tried from the autocorrelation (single busy
 _CODEC_GRID: Final = 16  # H.264 macroblocks; its 4x4 and 8x8 transform grids divide it
 _MIN_SIDE: Final = 32
 _DETECT_SIDE: Final = 480  # larger inputs are shrunk by an integer factor to about this short side
+_MIN_READ_PERIOD: Final = 32.0
+"""Shortest tile period looked for in what is read (chips of 1 px there; finer ones are averaged away by the
+shrink). Only binds on shrunk inputs (unshrunk, the range starts at 0.3 x 128 = 38 px); without it, a candidate
+period of 5 px in a 16.8 MP picture read at 512x512 was folded from a 13x upsampled copy: 186 MB."""
+_DETECT_MAX_SIDE: Final = 1920
+"""Neither side of what is read exceeds this, after the shrink: a longer side is read in its centre only (the
+detector handles crops). Leaves every usual shape whole (16:9 and 21:9 at any size, 4:3, square, portrait) and
+bounds the work on a panorama: a 480x34952 PNG (16.8 M pixels of noise) took +640 MB and 40 s to read whole."""
 MAX_PIXELS: Final = 4096 * 4096
 """Larger frames are refused by :func:`detect_video` and :func:`detect_image` (``too_many_pixels``)."""
 MAX_IMAGE_BYTES: Final = 64 * 1024 * 1024
+MAX_VIDEO_BYTES: Final = 1024 * 1024 * 1024
+"""Largest video :func:`detect_video` takes (the verify route's upload cap, ``max_upload_bytes``, is lower)."""
 MIN_MARK_SIDE: Final = 160
 """Frames with a shorter side under this are too small to carry a mark that can be relied on: the tile is
 128 px, and smaller frames hold less than about one and a quarter tiles to average. Measured on the
@@ -259,92 +271,62 @@ _NO_READING: Final = _Reading(0.0, 0.0, None, None)
 def detect(frames: np.ndarray) -> Detection:
     """Look for the watermark in ``frames`` (uint8 ``(T, H, W, 3)`` RGB, any size: scaled and cropped are fine)."""
     check_rgb_frames(frames)
-    luma = np.zeros(frames.shape[1:3], np.float32)
-    for frame in frames:
-        # In bands of rows: the float copy of a whole 16 MP upload would be 200 MB, and a uint32 sum as much.
-        for top in range(0, frame.shape[0], _LUMA_BAND_ROWS):
-            luma[top : top + _LUMA_BAND_ROWS] += frame[top : top + _LUMA_BAND_ROWS].astype(np.float32) @ _LUMA
+    _, height, width, _ = frames.shape
+    factor = _shrink(height, width)
+    rows, cols = centre_window(height, width, factor, _DETECT_MAX_SIDE)
+    luma = np.zeros(reduced_shape(rows.stop - rows.start, cols.stop - cols.start, factor), np.float32)
+    for frame in frames:  # reduced while read, in bands of rows: no full-size float copy of a 16 MP frame
+        add_reduced(luma, frame[rows, cols], factor)
     luma /= np.float32(len(frames))
-    return _detection(_read(luma), len(frames), (int(frames.shape[2]), int(frames.shape[1])))
+    return _detection(_read(luma, height, width, factor), len(frames), (int(width), int(height)))
 
 
 def detect_video(data: bytes, *, max_frames: int = 120) -> Detection:
     """Decode up to ``max_frames`` frames of an MP4/MOV or Matroska/WebM held in ``data``, and :func:`detect`.
 
-    Only the luma plane is read (no RGB conversion). Display rotation is undone. Raises
-    :class:`~kinema.media.errors.MediaError` for data that is not such a video or cannot be
-    decoded, or for frames over ``MAX_PIXELS``; if the resolution changes mid-stream, frames after
-    the change are ignored.
+    Decoded by :func:`kinema.media.video_decode.mean_luma`, with that decoder's checks: only the luma plane is
+    read (no RGB conversion), reduced to the detector's working size (about ``_DETECT_SIDE`` px on the short
+    side) frame by frame, so memory does not grow with the frame size. Display rotation is undone. Raises
+    :class:`~kinema.media.errors.MediaError` for data that is not such a video (one video stream, codec
+    H.264, HEVC, VP8, VP9, AV1 or MPEG-4) or cannot be decoded, for frames over ``MAX_PIXELS``
+    (``too_many_pixels``, checked on every decoded frame), and for a resolution change mid-stream
+    (``unsupported_media_type``).
     """
     return _detect_video(data, max_frames)[0]
 
 
 def _detect_video(data: bytes, max_frames: int) -> tuple[Detection, _Reading]:
     """:func:`detect_video`, and what the detector read (the bench compares it with the truth)."""
-    if max_frames < 1:
-        raise ValueError(f"max_frames must be >= 1, got {max_frames!r}")
-    demuxer = sniff_video(data)
-    if demuxer is None:
-        raise MediaError("Not an MP4/MOV or Matroska/WebM video.", "unsupported_media_type")
-    total: np.ndarray | None = None
-    used = 0
-    try:
-        with av.open(io.BytesIO(data), mode="r", format=demuxer, io_open=_refuse_nested_open) as container:
-            if not container.streams.video:
-                raise MediaError("The file contains no video stream.", "unsupported_media_type")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for frame in container.decode(stream):
-                if frame.width * frame.height > MAX_PIXELS:
-                    raise MediaError("The video's frames are too large to check.", "too_many_pixels")
-                luma = _luma_plane(frame)
-                if total is None:
-                    total = np.zeros(luma.shape, np.float32)
-                elif luma.shape != total.shape:
-                    break
-                total += luma
-                used += 1
-                if used >= max_frames:
-                    break
-    except MediaError:
-        raise
-    except (av.FFmpegError, OSError, ValueError, EOFError, IndexError, OverflowError) as error:
-        raise MediaError("The video file is corrupt or could not be decoded.", "corrupt_media") from error
-    if total is None:
-        raise MediaError("The video file is corrupt or could not be decoded.", "corrupt_media")
-    reading = _read(total / np.float32(used))
-    height, width = total.shape
-    return _detection(reading, used, (width, height)), reading
+    mean = mean_luma(
+        data,
+        max_bytes=MAX_VIDEO_BYTES,
+        max_pixels=MAX_PIXELS,
+        max_frames=max_frames,
+        factor_for=_shrink,
+        max_side=_DETECT_MAX_SIDE,
+    )
+    reading = _read(mean.luma, mean.height, mean.width, mean.factor)
+    return _detection(reading, mean.frames, (mean.width, mean.height)), reading
 
 
 def detect_image(data: bytes) -> Detection:
     """Look for the watermark in a JPEG, PNG or WebP image (an image output is a one-frame clip).
 
     With a single frame there is nothing to average, so an image tolerates less than a video
-    does (see ``bench/watermark.py``). Raises :class:`~kinema.media.errors.MediaError` for data
-    that is not such an image, is corrupt, or is over ``MAX_IMAGE_BYTES`` / ``MAX_PIXELS``.
+    does (see ``bench/watermark.py``). Decoded by :func:`kinema.media.images.decode_luma` straight to its luma
+    at the detector's working size (a JPEG by libjpeg at reduced scale). Raises
+    :class:`~kinema.media.errors.MediaError` for data that is not such an image, is corrupt, or is over
+    ``MAX_IMAGE_BYTES`` / ``MAX_PIXELS``.
     """
-    image = decode_image(data, max_bytes=MAX_IMAGE_BYTES, max_pixels=MAX_PIXELS)
-    return detect(np.asarray(image)[None])
+    image = decode_luma(
+        data, max_bytes=MAX_IMAGE_BYTES, max_pixels=MAX_PIXELS, factor_for=_shrink, max_side=_DETECT_MAX_SIDE
+    )
+    return _detection(_read(image.luma, image.height, image.width, image.factor), 1, (image.width, image.height))
 
 
-def _refuse_nested_open(url: str, flags: int, options: dict[str, str]) -> NoReturn:
-    raise PermissionError(f"refusing to open {url!r} referenced from a video")
-
-
-_PLANAR_8BIT: Final = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "gray"})
-
-
-def _luma_plane(frame: av.VideoFrame) -> np.ndarray:
-    """The frame's luma as float32, upright. 8-bit formats are read straight from the Y plane."""
-    if frame.format.name in _PLANAR_8BIT:
-        plane = frame.planes[0]
-        rows = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
-        luma = rows[: frame.height, : frame.width].astype(np.float32)
-    else:
-        luma = frame.to_ndarray(format="gray", threads=1).astype(np.float32)
-    quarter_turns = round(frame.rotation / 90) % 4
-    return np.rot90(luma, k=quarter_turns) if quarter_turns else luma
+def _shrink(height: int, width: int) -> int:
+    """The integer factor a ``height`` x ``width`` input is reduced by before it is read (to ~``_DETECT_SIDE``)."""
+    return max(1, min(height, width) // _DETECT_SIDE)
 
 
 def _nothing(frames_used: int, confidence: float, frame_size: tuple[int, int]) -> Detection:
@@ -376,21 +358,20 @@ def _detection(reading: _Reading, frames_used: int, frame_size: tuple[int, int])
 _PILOT_SPECTRUM: Final = np.conj(np.fft.rfft2(wm_pattern.render(wm_pattern.pilot_chip_values(), _DET_TILE)))
 
 
-def _read(luma: np.ndarray) -> _Reading:
-    """Find the tile's scale and offset in a mean-luma image, and read the soft bits there."""
-    height, width = luma.shape
-    if min(height, width) < _MIN_SIDE:
+def _read(luma: np.ndarray, height: int, width: int, shrink: int) -> _Reading:
+    """Find the tile's scale and offset in a mean-luma image, and read the soft bits there.
+
+    ``luma`` is the mean luma of ``height`` x ``width`` frames, box-reduced by ``shrink`` (``_shrink``).
+    """
+    if min(height, width) < _MIN_SIDE or min(luma.shape) < 1:
         return _NO_READING
-    shrink = max(1, min(height, width) // _DETECT_SIDE)
-    if shrink > 1:
-        luma = wm_dsp.resize(luma, height // shrink, width // shrink)
     white = wm_dsp.whiten(luma)
     if not np.any(white):
         return _NO_READING
     tile = wm_pattern.TILE
     periods = wm_dsp.candidate_periods(
         white,
-        tile * _SCALE_RANGE[0] / shrink,
+        max(tile * _SCALE_RANGE[0] / shrink, _MIN_READ_PERIOD),
         tile * _SCALE_RANGE[1] / shrink,
         grid=_CODEC_GRID // shrink if _CODEC_GRID % shrink == 0 else None,
         count=_ACF_CANDIDATES,

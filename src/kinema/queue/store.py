@@ -9,7 +9,7 @@ harmless, whatever it is still doing.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -20,6 +20,9 @@ from kinema.db.models import PauseRow, VideoRow
 from kinema.db.usage import refund_in
 
 Clock = Callable[[], float]
+OnSettled = Callable[[Session, Sequence[str], float], object]
+"""Called inside the transaction that settles jobs (completed or failed), with their ids: what it
+writes (e.g. webhook events in an outbox) commits or rolls back with the state change."""
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,10 @@ class JobQueue:
         lease_seconds: float,
         max_attempts: int,
         clock: Clock = time.time,
+        on_settled: OnSettled | None = None,
     ) -> None:
         self._sessions = sessions
+        self._on_settled = on_settled
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
         self._clock = clock
@@ -146,6 +151,7 @@ class JobQueue:
                 .returning(VideoRow.id)
             ).all()
             refund_in(s, ids, now)
+            self._settled(s, ids, now)
         return len(ids)
 
     # -- fenced writes by the lease holder -------------------------------------------------------
@@ -190,7 +196,7 @@ class JobQueue:
         """Mark the job completed with its outputs, only if the lease is still ours."""
         now = self._clock()
         with self._sessions.begin() as s:
-            return bool(
+            done = bool(
                 _affected(
                     s,
                     update(VideoRow)
@@ -209,6 +215,31 @@ class JobQueue:
                     ),
                 )
             )
+            if done:
+                self._settled(s, [lease.video_id], now)
+            return done
+
+    def release(self, lease: Lease) -> bool:
+        """Give a running job back to the queue (a worker shutting down), only if the lease is still ours.
+
+        The job becomes ``queued`` under a new token, so the releasing worker's later writes match nothing,
+        and the attempt is not counted: a release is not a lost worker. Progress stays where it was.
+        """
+        with self._sessions.begin() as s:
+            return bool(
+                _affected(
+                    s,
+                    update(VideoRow)
+                    .where(self._fenced(lease), VideoRow.cancel_requested.is_(False))
+                    .values(
+                        status="queued",
+                        lease_token=VideoRow.lease_token + 1,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        attempts=VideoRow.attempts - 1,
+                    ),
+                )
+            )
 
     def fail(self, lease: Lease, code: str, message: str) -> bool:
         """Mark the job failed with a user-facing error, only if the lease is still ours."""
@@ -217,7 +248,12 @@ class JobQueue:
             failed = _affected(s, update(VideoRow).where(self._fenced(lease)).values(_failed(now, code, message)))
             if failed:
                 refund_in(s, [lease.video_id], now)  # charged once at enqueue; refunded at most once
+                self._settled(s, [lease.video_id], now)
             return bool(failed)
+
+    def _settled(self, session: Session, ids: Sequence[str], now: float) -> None:
+        if ids and self._on_settled is not None:
+            self._on_settled(session, ids, now)
 
     # -- reads for metrics and readiness ---------------------------------------------------------
 

@@ -128,6 +128,17 @@ class Worker:
         self.poll_seconds = poll_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.progress_interval = progress_interval
+        self._current: JobContext | None = None
+
+    def release(self) -> bool:
+        """Give the running job, if any, back to the queue and make the runner stop (shutdown before the job
+        could finish). True when a job was released; its later writes are fenced out by the new token."""
+        ctx = self._current
+        if ctx is None or not self.queue.release(ctx.lease):
+            return False
+        log.info("worker %s released %s back to the queue", self.worker_id, ctx.lease.video_id)
+        ctx.lease_lost.set()
+        return True
 
     def run_once(self) -> bool:
         """Claim and run one job; False when there was nothing to claim."""
@@ -140,9 +151,11 @@ class Worker:
         ctx = JobContext(self.queue, lease, self.progress_interval)
         heartbeat = _Heartbeat(self.queue, ctx, self.heartbeat_seconds)
         heartbeat.start()
+        self._current = ctx
         try:
             self.runner.run(ctx)
         finally:
+            self._current = None
             heartbeat.stop()
         return True
 

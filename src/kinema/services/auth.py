@@ -22,12 +22,16 @@ SCOPES: dict[str, str] = {
     "videos:write": "create, remix, edit, extend, cancel and delete your videos",
     "characters:read": "list and retrieve likenesses you may use",
     "characters:write": "enrol, change and delete your likeness",
+    "webhooks:read": "list and retrieve your webhook endpoints and their delivery logs",
+    "webhooks:write": "create, change, test, rotate the secret of and delete your webhook endpoints",
     "keys:read": "list your API keys and alerts",
     "keys:write": "create and revoke your API keys",
     "admin": "administer users, invites, keys, cohorts and the pause switch (admins only)",
 }
 MEMBER_SCOPES = frozenset(s for s in SCOPES if s != "admin")
-DEFAULT_KEY_SCOPES = frozenset({"videos:read", "videos:write", "characters:read", "characters:write"})
+DEFAULT_KEY_SCOPES = frozenset(
+    {"videos:read", "videos:write", "characters:read", "characters:write", "webhooks:read", "webhooks:write"}
+)
 
 
 def role_scopes(role: str) -> frozenset[str]:

@@ -7,6 +7,7 @@ and it then removes any other attempt's leftovers. An attempt that lost its leas
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import logging
@@ -18,7 +19,7 @@ from PIL import Image, ImageOps
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from kinema.blobs import BlobStore
+from kinema.blobs import BlobStore, BlobStoreUnavailable
 from kinema.db.models import VideoRow
 from kinema.engine.base import Cancelled, GenerationRequest, ModelNotAvailable
 from kinema.engine.registry import ModelRegistry, UnknownModel
@@ -26,7 +27,7 @@ from kinema.engine.runtime import Engine
 from kinema.media.encode import encode_mp4
 from kinema.media.label import add_label
 from kinema.media.previews import make_spritesheet, make_thumbnail
-from kinema.media.video_decode import read_mp4
+from kinema.media.video_decode import stream_mp4
 from kinema.queue.store import JobQueue, Outputs
 from kinema.queue.worker import JobContext
 from kinema.services.characters import MENTION, CharacterService, LikenessRevoked
@@ -94,6 +95,13 @@ class GenerationRunner:
             self._queue.fail(lease, "model_not_available", str(exc))
         except UnknownModel as exc:
             self._queue.fail(lease, "model_not_found", str(exc))
+        except BlobStoreUnavailable as exc:
+            log.warning("video %s failed: %s", row.id, exc)  # the store's details stay in the log
+            self._queue.fail(
+                lease,
+                "storage_unavailable",
+                "The storage service was unavailable, so the video could not be read or saved. Please try again.",
+            )
         except Exception as exc:
             log.exception("video %s failed", row.id)
             self._queue.fail(lease, "generation_failed", f"Generation failed: {type(exc).__name__}: {exc}")
@@ -164,7 +172,10 @@ class GenerationRunner:
             self._blobs.put(outputs.thumbnail_key, thumbnail)
             self._blobs.put(outputs.spritesheet_key, spritesheet)
         except BaseException:
-            self._blobs.delete_prefix(prefix)  # no half-written attempt left behind
+            # No half-written attempt left behind; a store that is down keeps them (never referenced, they
+            # go with the video), and the error that stopped the upload is the one reported.
+            with contextlib.suppress(BlobStoreUnavailable):
+                self._blobs.delete_prefix(prefix)
             raise
         if self._queue.complete(lease, outputs):
             for key in self._blobs.list_prefix(output_prefix(row.id)):
@@ -188,15 +199,14 @@ class GenerationRunner:
             # The likeness's reference crop, decrypted in this worker's memory only, is the first frame.
             image = _fit(self._characters.reference_image(row.characters[0]), size)
         if row.input_video_key:
-            clip = read_mp4(self._input(row, row.input_video_key))
-            if p.get("stitch"):  # an extension, or a remix of one
-                n_prefix = max(1, round(clip.frames.shape[0] / clip.fps * row.fps))
-                prefix = [_fit(Image.fromarray(f), size) for f in _resample(clip.frames, clip.fps, row.fps, n_prefix)]
+            # Decoded one frame at a time; only the frames the job uses are kept, at the job's size.
+            source = self._input(row, row.input_video_key)
+            if p.get("stitch"):  # an extension, or a remix of one: the whole clip at row.fps is the prefix
+                prefix = _pick_frames(source, row.fps, size, None)
                 prefix_frames = np.stack([np.asarray(f) for f in prefix])
                 image = prefix[-1]
             else:
-                picked = _resample(clip.frames, clip.fps, row.fps, row.num_frames)
-                video = [_fit(Image.fromarray(f), size) for f in picked]
+                video = _pick_frames(source, row.fps, size, row.num_frames)
         request = GenerationRequest(
             task=row.task,  # type: ignore[arg-type]
             prompt=MENTION.sub("the person", row.prompt),
@@ -211,6 +221,7 @@ class GenerationRunner:
             image=image,
             video=video,
             strength=float(p.get("strength", 0.7)),
+            speed=p.get("speed", "exact"),
         )
         return _Inputs(request, prefix_frames)
 
@@ -231,7 +242,36 @@ def _fit(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     return ImageOps.fit(image, size, method=Image.Resampling.LANCZOS)
 
 
-def _resample(frames: np.ndarray, src_fps: float, fps: int, count: int) -> np.ndarray:
-    """``count`` frames taken at ``fps`` from a clip at ``src_fps`` (the last frame repeats if short)."""
-    idx = [min(frames.shape[0] - 1, round(i * src_fps / fps)) for i in range(count)]
-    return frames[idx]
+def _pick_frames(mp4: bytes, fps: int, size: tuple[int, int], count: int | None) -> list[Image.Image]:
+    """Frames taken at ``fps`` from our own ``mp4`` (at its rate ``src_fps``), each fitted to ``size``.
+
+    Output frame ``i`` is source frame ``min(N - 1, round(i * src_fps / fps))`` of the ``N`` the file holds:
+    ``count`` of them (the last frame repeating if the clip is short), or with ``None`` as many as the clip
+    lasts at ``fps``, ``max(1, round(N / src_fps * fps))`` (an extension's prefix). The file is decoded one
+    frame at a time and only the picked frames are kept, fitted, so memory follows what the job uses, not the
+    source's length or size. A source frame picked more than once is fitted once.
+    """
+    picked: list[Image.Image] = []
+    last: np.ndarray | None = None
+    total = 0
+    with stream_mp4(mp4) as clip:
+        src_fps = clip.fps
+        for index, frame in enumerate(clip.frames):
+            total = index + 1
+            last = frame
+            fitted: Image.Image | None = None
+            while (count is None or len(picked) < count) and round(len(picked) * src_fps / fps) <= index:
+                if fitted is None:
+                    fitted = _fit(Image.fromarray(frame), size)
+                picked.append(fitted)
+            if count is not None and len(picked) >= count:
+                break
+    if last is None:
+        raise ValueError("the source video has no frames")
+    wanted = count if count is not None else max(1, round(total / src_fps * fps))
+    del picked[wanted:]
+    if len(picked) < wanted:  # source frames past the end: the last one repeats
+        ends_on_last = picked and round((len(picked) - 1) * src_fps / fps) >= total - 1
+        tail = picked[-1] if ends_on_last else _fit(Image.fromarray(last), size)
+        picked += [tail] * (wanted - len(picked))
+    return picked

@@ -15,6 +15,8 @@ class GenerationOptions:
     num_inference_steps: int | None = None
     guidance_scale: float | None = None
     fps: int | None = None
+    speed: str | None = None
+    """Speed preset ("exact", "fast", "turbo"); checked against the model by the video service."""
 
     def merged_over(self, base: dict[str, Any]) -> dict[str, Any]:
         """These options laid over ``base`` (a stored job's params): given values win."""

@@ -42,6 +42,7 @@ from kinema.services.accounts import admin_can_sign_in, ensure_admin_remains
 from kinema.services.characters import CharacterService, chip_key
 from kinema.services.purge import scrub_deleted
 from kinema.services.videos import VideoService
+from kinema.services.webhooks import WebhookService
 
 
 def _row_dict(row: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -59,7 +60,9 @@ class PrivacyService:
         characters: CharacterService,
         audit: AuditLog,
         clock: Callable[[], float] = time.time,
+        webhooks: WebhookService | None = None,
     ) -> None:
+        self._webhooks = webhooks
         self._sessions = sessions
         self._blobs = blobs
         self._videos = videos
@@ -163,6 +166,8 @@ class PrivacyService:
             left = list(s.scalars(select(VideoRow.id).where(VideoRow.owner_id == user_id)))
         for vid in left:
             self._videos.delete(user_id, vid, scrub=False)
+        if self._webhooks is not None:
+            self._webhooks.delete_all(user_id)  # URLs, pending events, delivery logs; secrets' keys shredded
         with self._sessions.begin() as s:
             email = s.scalar(select(UserRow.email).where(UserRow.id == user_id))
             key_ids = select(ApiKeyRow.id).where(ApiKeyRow.owner_id == user_id).scalar_subquery()

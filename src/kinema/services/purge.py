@@ -48,9 +48,14 @@ def purge_videos(
     A running job loses its row, so its lease can neither heartbeat nor complete: it stops at its next
     step, and the attempt removes what it wrote. ``actor`` None: the system (a retention sweep). Returns the ids whose
     row this call deleted (files are removed for every id, so a retry after a crash finishes the job).
+
+    Files are removed before the row too: a blob store that is down (S3) then fails the call while the row,
+    and with it the way to retry, still exists; the pass after the row catches files a racing job wrote.
     """
     deleted: list[str] = []
     for video_id in video_ids:
+        blobs.delete_prefix(output_prefix(video_id))
+        blobs.delete_prefix(input_prefix(video_id))
         with sessions.begin() as s:
             gone = s.execute(
                 delete(VideoRow).where(VideoRow.id == video_id).returning(VideoRow.status, VideoRow.owner_id)

@@ -14,7 +14,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
@@ -29,8 +29,6 @@ from kinema.db.models import CharacterRow, VideoRow
 from kinema.db.usage import refund_in
 from kinema.engine.base import Task
 from kinema.engine.registry import ModelRegistry, ModelSpec, UnknownModel, UnsupportedRequest
-from kinema.media.encode import encode_mp4
-from kinema.media.video_decode import DecodedVideo, read_mp4
 from kinema.services import planning
 from kinema.services.auth import Principal
 from kinema.services.characters import CharacterService
@@ -45,7 +43,13 @@ from kinema.services.pause import PauseService
 from kinema.services.planning import Plan
 from kinema.services.purge import input_prefix, purge_videos, scrub_deleted
 from kinema.services.quotas import Admission
-from kinema.services.uploads import UploadLimits, decode_image_upload, decode_video_upload
+from kinema.services.uploads import (
+    SourceClip,
+    UploadLimits,
+    decode_image_upload,
+    reencode_video_upload,
+    source_of_video,
+)
 
 Variant = Literal["video", "thumbnail", "spritesheet"]
 MEDIA_TYPES: dict[str, str] = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet": "image/jpeg"}
@@ -119,7 +123,9 @@ class VideoService:
         admission: Admission | None = None,
         pause: PauseService | None = None,
         characters: CharacterService | None = None,
+        on_settled: Callable[[Session, Sequence[str], float], object] | None = None,
     ) -> None:
+        self._on_settled = on_settled  # e.g. webhook events, written in the cancelling transaction
         self._characters = characters
         self._admission = admission or Admission()
         self._pause = pause
@@ -201,7 +207,7 @@ class VideoService:
         """Enqueue a video-to-video job over a completed video or an uploaded clip."""
         self._check_prompt(principal, "edit", req.prompt)
         src_row, clip, spec, (width, height) = self._with_source(principal.id, req.source, req.model, "edit", "v2v")
-        seconds = _seconds_for(spec, clip.frames.shape[0] / clip.fps)
+        seconds = _seconds_for(spec, clip.frame_count / clip.fps)
         num_frames = self._frames(spec, seconds, req.options)
         plan = Plan(width, height, num_frames, req.options.fps or spec.fps, seconds)
         params = self._params(spec, req.options, {"strength": DEFAULT_EDIT_STRENGTH})
@@ -213,7 +219,7 @@ class VideoService:
         self._check_prompt(principal, "extend", req.prompt)
         src_row, clip, spec, (width, height) = self._with_source(principal.id, req.source, req.model, "extend", "i2v")
         new_frames = self._frames(spec, req.seconds, req.options)
-        source_seconds = float(src_row.seconds) if src_row else clip.frames.shape[0] / clip.fps
+        source_seconds = float(src_row.seconds) if src_row else clip.frame_count / clip.fps
         total = _format_seconds(source_seconds + float(req.seconds))
         plan = Plan(width, height, new_frames, req.options.fps or spec.fps, total)
         params = self._params(spec, req.options, {"stitch": True})
@@ -221,12 +227,12 @@ class VideoService:
 
     def _with_source(
         self, owner_id: str, source: VideoSource, model: str | None, action: str, task: Task
-    ) -> tuple[VideoRow | None, DecodedVideo, ModelSpec, tuple[int, int]]:
+    ) -> tuple[VideoRow | None, SourceClip, ModelSpec, tuple[int, int]]:
         """The source clip, the model (the request's, else the source video's) and the output size."""
         src_row, clip = self._source(owner_id, source, action)
         spec = self._model(model or (src_row.model if src_row else None))
         self._require_task(spec, task, "model")
-        return src_row, clip, spec, _closest_native(spec, clip.frames.shape[2], clip.frames.shape[1])
+        return src_row, clip, spec, _closest_native(spec, clip.width, clip.height)
 
     # -- read / manage ---------------------------------------------------------------------------
 
@@ -276,6 +282,8 @@ class VideoService:
                 .returning(VideoRow.id)
             ).all()
             refund_in(s, [r.id for r in cancelled], now)
+            if cancelled and self._on_settled is not None:
+                self._on_settled(s, [r.id for r in cancelled], now)
             s.execute(update(VideoRow).where(mine, VideoRow.status == "in_progress").values(cancel_requested=True))
         row = self.get(owner_id, video_id)
         if row.status in ("completed",) or (row.status == "failed" and row.error_code != "cancelled"):
@@ -350,8 +358,21 @@ class VideoService:
         return planning.frames_for(self._registry, spec, seconds, options)
 
     def _params(self, spec: ModelSpec, options: GenerationOptions, base: dict[str, Any]) -> dict[str, Any]:
+        if options.speed is not None and options.speed != base.get("speed", spec.default_speed):
+            # A remix that changes the preset takes the new preset's steps and guidance, not the source's.
+            base = {k: v for k, v in base.items() if k not in ("num_inference_steps", "guidance_scale")}
         params = options.merged_over(base)
         params.setdefault("seed", secrets.randbelow(2**32))
+        speed = params.setdefault("speed", spec.default_speed)
+        if speed not in spec.speeds():
+            raise InvalidRequest(
+                f"Invalid value for 'speed': model '{spec.name}' offers {', '.join(spec.speeds())}, not {speed!r}.",
+                param="speed",
+                code="unsupported_value",
+            )
+        if speed == "turbo" and spec.turbo is not None:
+            params.setdefault("num_inference_steps", spec.turbo.steps)
+            params.setdefault("guidance_scale", spec.turbo.guidance)
         params.setdefault("num_inference_steps", spec.default_steps)
         params.setdefault("guidance_scale", spec.default_guidance)
         if params["num_inference_steps"] > self._limits.max_inference_steps:
@@ -459,28 +480,21 @@ class VideoService:
         plan: Plan,
         params: dict[str, Any],
         src_row: VideoRow | None,
-        clip: DecodedVideo,
+        clip: SourceClip,
     ) -> VideoRow:
         if src_row is not None:  # a video of ours: its likenesses come along, each checked again
             likenesses = self._likenesses(principal, list(src_row.characters or []), prompt)
         else:  # an upload: the face guard looks at frames spread over the clip
-            picks = np.linspace(0, clip.frames.shape[0] - 1, num=min(6, clip.frames.shape[0])).round().astype(int)
-            likenesses = self._face_guard(
-                principal, [clip.frames[i] for i in sorted(set(picks.tolist()))], "video", prompt
-            )
+            likenesses = self._face_guard(principal, clip.guard_frames, "video", prompt)
         video_id = new_video_id()
         row = self._row(video_id, principal, kind, task, spec, prompt, plan, params)
         row.characters = [c.id for c in likenesses]
         row.source_video_id = src_row.id if src_row else None
         row.input_video_key = f"{input_prefix(video_id)}/source.mp4"
-        if src_row is not None and src_row.video_key:
-            data = self._blobs.get(src_row.video_key)
-        else:
-            # An upload is re-encoded by us: the worker then reads a trusted file, and the
-            # uploader's container metadata (GPS, device, names) is not kept.
-            data = encode_mp4(clip.frames, max(1, round(clip.fps)))
-        row.params = {**row.params, "source_frames": int(clip.frames.shape[0]), "source_fps": float(clip.fps)}
-        return self._enqueue(principal, row, {"source.mp4": data}, likenesses)
+        # Our own video as stored, or an upload re-encoded by us as it was decoded (reencode_video_upload): the
+        # worker then reads a trusted file, and the uploader's container metadata (GPS, device, names) is not kept.
+        row.params = {**row.params, "source_frames": clip.frame_count, "source_fps": float(clip.fps)}
+        return self._enqueue(principal, row, {"source.mp4": clip.mp4}, likenesses)
 
     def _open_input(self, row: VideoRow, key: str) -> bytes:
         """A video's input blob, opened if it is sealed under likeness keys."""
@@ -499,13 +513,13 @@ class VideoService:
             )
         return row
 
-    def _source(self, owner_id: str, source: VideoSource, action: str) -> tuple[VideoRow | None, DecodedVideo]:
+    def _source(self, owner_id: str, source: VideoSource, action: str) -> tuple[VideoRow | None, SourceClip]:
         if source.video_id is not None:
             row = self._completed(owner_id, source.video_id, action)
             assert row.video_key is not None
-            return row, read_mp4(self._blobs.get(row.video_key))
+            return row, source_of_video(self._blobs.get(row.video_key))
         assert source.upload is not None
-        return None, decode_video_upload(source.upload, self._limits, "video")
+        return None, reencode_video_upload(source.upload, self._limits, "video")
 
     def _likenesses(self, principal: Principal, ids: builtins.list[str], prompt: str) -> builtins.list[CharacterRow]:
         """The likenesses a request names, each one the caller may use (404/400/403 otherwise)."""

@@ -1,7 +1,7 @@
 """Wire models for /v1/videos, shaped exactly like the `openai` SDK's types (``openai.types.video``).
 
 Request models forbid unknown fields, so a typo is an error naming the field instead of a silently
-ignored option. Kinema's extras (seed, negative_prompt, num_inference_steps, guidance_scale, fps)
+ignored option. Kinema's extras (seed, negative_prompt, num_inference_steps, guidance_scale, fps, speed)
 are optional fields; the SDK sends them with ``extra_body``.
 """
 
@@ -24,6 +24,9 @@ class Extras(Strict):
     num_inference_steps: int | None = Field(None, ge=1, description="Denoising steps.")
     guidance_scale: float | None = Field(None, ge=0, le=50, description="Classifier-free guidance strength.")
     fps: int | None = Field(None, ge=1, le=60, description="Output frame rate; frames = seconds x fps.")
+    speed: Literal["exact", "fast", "turbo"] | None = Field(
+        None, description="Speed preset: exact (default), fast (cache hooks), turbo (distilled, 4 steps)."
+    )
 
     @field_validator("seed", "num_inference_steps", "guidance_scale", "fps", mode="before")
     @classmethod
@@ -41,6 +44,7 @@ class Extras(Strict):
             num_inference_steps=self.num_inference_steps,
             guidance_scale=self.guidance_scale,
             fps=self.fps,
+            speed=self.speed,
         )
 
 

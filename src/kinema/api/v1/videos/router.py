@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import RedirectResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from kinema.api.deps import ContainerDep, VideoServiceDep, VideosRead, VideosWrite
@@ -89,7 +89,10 @@ def delete_video(video_id: str, principal: VideosWrite, videos: VideoServiceDep)
 @router.get(
     "/{video_id}/content",
     response_class=StreamingResponse,
-    responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}}},
+    responses={
+        200: {"content": {t: {} for t in MEDIA_TYPES.values()}},
+        307: {"description": "Only with `KINEMA_S3_PRESIGN_SECONDS`: a short-lived presigned URL of the file."},
+    },
 )
 def download_content(
     video_id: str,
@@ -97,11 +100,14 @@ def download_content(
     videos: VideoServiceDep,
     container: ContainerDep,
     variant: Literal["video", "thumbnail", "spritesheet"] = "video",
-) -> StreamingResponse:
+) -> Response:
     """The MP4, a WebP thumbnail or a JPEG spritesheet of a completed video."""
     key = videos.content_key(principal.id, video_id, variant)
     blobs = container.blobs
     ext = {"video": "mp4", "thumbnail": "webp", "spritesheet": "jpg"}[variant]
+    url = blobs.download_url(key, filename=f"{video_id}.{ext}", media_type=MEDIA_TYPES[variant])
+    if url is not None:  # the owner check above is the authorization; the URL is the bucket's, signed
+        return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
     size = blobs.size(key)  # before opening, so a deletion in between cannot leave a file handle open
     return StreamingResponse(
         blobs.iter_chunks(key),

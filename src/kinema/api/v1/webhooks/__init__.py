@@ -1,0 +1,1 @@
+"""/v1/webhook_endpoints: webhook endpoints managed with the openai SDK's ``client.webhooks``."""
