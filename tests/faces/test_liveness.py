@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from kinema.faces import EnrolmentError, FaceAnalyzer, analyze_enrolment
-from kinema.faces.liveness import continuity, parallax
+from kinema.faces.liveness import CROP, MAX_MIX_RATIO, _mix_ratio, continuity, parallax
 from tests.faces.clips import ATTACKS, AttackKind, _head_depth, attack_clip, head_turn_clip, render_turn
 from tests.faces.photos import photo
 
@@ -97,3 +97,29 @@ def test_continuity_sees_a_cut_but_not_motion(analyzer: FaceAnalyzer) -> None:
     cut_to = _grey(attack_clip("stitched_cut", ("right", "left"), seconds=2.0, seed=11)[10])
     spliced, where = continuity(greys[:8] + [cut_to] + greys[9:], [face.landmarks] * len(greys), 15)
     assert spliced > 0.35 and where == 8
+
+
+def test_the_fade_that_got_through_is_refused(analyzer: FaceAnalyzer) -> None:
+    """The cross-fade that passed on unseen clips (bench/liveness.py --seed 1, attack #13, H.264)."""
+    moves = ("right", "left")
+    frames = attack_clip("stitched_fade", moves, "obama_1", seed=1013, h264=True, resolution="720p")
+    assert _outcome(analyzer, frames, moves, 15) == "spliced_clip"
+
+
+def test_a_cross_fade_frame_is_a_mix_a_turn_is_motion(analyzer: FaceAnalyzer) -> None:
+    """Midway through a fade, a per-pixel mix of the frames around explains the frame; in a real turn, the flow."""
+    ys, xs = np.mgrid[0:CROP, 0:CROP].astype(np.float32)
+    lo, hi = int(CROP * 0.22), int(CROP * 0.82)
+
+    def worst(frames: np.ndarray) -> float:
+        (face,) = analyzer.detect(frames[0])
+        greys = [_grey(f) for f in frames]
+        return max(
+            _mix_ratio(greys[i], greys[i + 3], greys[i + 6], face.landmarks, xs, ys, lo, hi)
+            for i in range(len(greys) - 6)
+        )
+
+    fade = attack_clip("stitched_fade", ("right", "left"), "obama_1", seed=1013, h264=True, resolution="720p")
+    honest = head_turn_clip(("left", "right"), "obama_1", seconds=2.0, fps=15, seed=11, amplitudes=(30, 30))
+    assert worst(fade) > 2 * MAX_MIX_RATIO
+    assert worst(honest) < MAX_MIX_RATIO / 2

@@ -14,7 +14,9 @@ one core whatever its resolution:
   bent around a vertical axis gives a shape term but no nose of its own. A real turn needs both.
 * **Continuity** (``continuity``): consecutive frames (and frames half a second apart) must be explained by
   motion: after warping one onto the other along the flow, what differs is noise and a thin strip of occlusion.
-  A hard cut between two photographs, or a cross-fade between them, leaves a difference the flow cannot explain.
+  A hard cut between two photographs, or a cross-fade between them, leaves a difference the flow cannot explain;
+  and a frame of a cross-fade is explained far better by a per-pixel mix of the frames before and after it than by
+  motion, while a moving head is explained by motion (a mix ghosts it).
 
 The depth terms are generic templates built from the 5 landmarks (eye distance ``d``): an ellipsoid 2.5 ``d``
 wide and 3.6 ``d`` high, 1.2 ``d`` deep, and a nose 0.4 ``d`` high. Real faces differ, so the decision uses
@@ -48,9 +50,15 @@ nothing). At least ``MIN_OCCLUDED`` in any case."""
 MIN_OCCLUDED: Final = 0.05
 """Smallest accepted hidden share of the far half, whatever the turn."""
 MAX_DISCONTINUITY: Final = 0.35
+"""Largest accepted unexplained change between frames, relative to the face's contrast (see ``continuity``)."""
 MAX_FADE: Final = 0.5
 """The same for frames 0.2 s apart after subtracting 4 times the face's motion (cross-fades)."""
-"""Largest accepted unexplained change between frames, relative to the face's contrast (see ``continuity``)."""
+MAX_MIX_RATIO: Final = 3.0
+"""Largest accepted ratio of the flow residual to the mix residual of a frame between two others 0.4 s apart
+(see ``continuity``): real turns measure 0.5-0.7 (motion is explained by flow, a mix ghosts), cross-fades 11-15."""
+MIN_MIX_CHANGE: Final = 0.15
+"""Only pairs whose change (mean absolute difference over the face's contrast) reaches this are tested for a mix:
+below it, a mix and a small motion are alike."""
 
 
 def _cv2() -> Any:
@@ -236,7 +244,10 @@ def continuity(greys: list[np.ndarray], landmarks: list[np.ndarray], rate: float
     * frames 0.2 s apart, minus 4 times the face's motion between them (in eye distances), held to ``MAX_FADE``
       (the result is rescaled to ``MAX_DISCONTINUITY``'s scale): a cross-fade changes the pixels without moving
       them (0.5-0.7 on synthetic fades), while a real head changes its pixels by moving (0.0-0.2; up to about
-      0.4 for a fast turn at 60 fps that the flow follows only in part).
+      0.4 for a fast turn at 60 fps that the flow follows only in part);
+    * a frame midway between two frames 0.4 s apart that differ (``MIN_MIX_CHANGE``): the flow residual over the
+      residual of the best per-pixel mix of the two (``_mix_ratio``), held to ``MAX_MIX_RATIO`` (rescaled too).
+      A cross-fade frame is a mix of the frames before and after, whatever its pace; a real turn is not.
     """
     cv2 = _cv2()
     ys, xs = np.mgrid[0:CROP, 0:CROP].astype(np.float32)
@@ -265,4 +276,45 @@ def continuity(greys: list[np.ndarray], landmarks: list[np.ndarray], rate: float
         score = (residual - 4.0 * motion) * MAX_DISCONTINUITY / MAX_FADE
         if score > worst:
             worst, where = score, i + gap
+    mix_gap = max(2, round(rate * 0.4))
+    mix_gap += mix_gap % 2
+    for i in range(0, len(greys) - mix_gap, max(1, mix_gap // 4)):
+        ratio = _mix_ratio(greys[i], greys[i + mix_gap // 2], greys[i + mix_gap], landmarks[i], xs, ys, lo, hi)
+        score = ratio * MAX_DISCONTINUITY / MAX_MIX_RATIO
+        if score > worst:
+            worst, where = score, i + mix_gap // 2
     return worst, where
+
+
+def _mix_ratio(
+    first: np.ndarray,
+    middle: np.ndarray,
+    last: np.ndarray,
+    landmarks: np.ndarray,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    lo: int,
+    hi: int,
+) -> float:
+    """How much better a per-pixel mix of ``first`` and ``last`` explains ``middle`` than motion does: the flow
+    residual (``middle`` against ``first`` or ``last`` warped onto it along the flow, the better of the two) over
+    the residual of the best mix ``(1 - w) first + w last`` (mean absolute grey levels, at least 1). A cross-fade
+    frame is such a mix (ghosting, two sets of edges) that no flow explains; a moving head is explained by flow
+    and ghosts as a mix. 0 when the two ends differ too little (``MIN_MIX_CHANGE``) for the two to differ."""
+    cv2 = _cv2()
+    a = face_crop(first, landmarks).astype(np.float32)
+    b = face_crop(last, landmarks).astype(np.float32)
+    c = face_crop(middle, landmarks)
+    region = (slice(lo, hi), slice(lo, hi))
+    change = b[region] - a[region]
+    towards = c[region].astype(np.float32) - a[region]
+    if float(np.mean(np.abs(change))) < MIN_MIX_CHANGE * max(float(a[region].std()), 8.0):
+        return 0.0
+    w = float(np.clip((towards * change).sum() / max(float((change * change).sum()), 1e-6), 0.0, 1.0))
+    mix_residual = float(np.mean(np.abs(towards - w * change)))
+    flow_residual = float("inf")
+    for end in (a, b):
+        flow = _flow(c, end.astype(np.uint8))
+        warped = cv2.remap(end, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        flow_residual = min(flow_residual, float(np.mean(np.abs(c[region].astype(np.float32) - warped[region]))))
+    return flow_residual / max(mix_residual, 1.0)

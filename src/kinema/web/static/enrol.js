@@ -79,8 +79,8 @@
 
   function record() {
     return new Promise((resolve, reject) => {
-      // MP4 first: MediaRecorder's WebM carries no frame rate (a 1 ms time base), which the server then
-      // takes for 1000 fps and finds no head motion; Chromium records H.264 MP4 with its real rate.
+      // MP4 first, where the browser records it (H.264 with its real rate). MediaRecorder's WebM carries no
+      // frame rate (a 1 ms time base): the server takes the rate from the frames' timestamps instead.
       const type = ["video/mp4;codecs=avc1", "video/mp4", "video/webm;codecs=vp8", "video/webm"].find((t) =>
         MediaRecorder.isTypeSupported(t)
       );
