@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
+
 from kinema.db.models import VideoRow
+from kinema.db.session import make_engine, make_session_factory
+
+SMALL = "96x64"
+"""tiny-wan's small size, for jobs whose frames nobody looks at: a fifth of the default 256x160's cost."""
 
 
 def video_row(video_id: str, **overrides: Any) -> VideoRow:
@@ -32,3 +38,15 @@ def video_row(video_id: str, **overrides: Any) -> VideoRow:
     }
     values.update(overrides)
     return VideoRow(**values)
+
+
+def db_row(db_url: str, video_id: str) -> VideoRow:
+    """The video's row as the database holds it now, read through a connection of its own."""
+    engine = make_engine(db_url)
+    try:
+        with make_session_factory(engine)() as s:
+            row = s.scalar(select(VideoRow).where(VideoRow.id == video_id))
+            assert row is not None
+            return row
+    finally:
+        engine.dispose()

@@ -21,14 +21,13 @@ import sqlalchemy
 from PIL import Image
 
 from tests.conftest import client_for
+from tests.factories import SMALL
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 pytestmark = pytest.mark.slow
 FPS = 8  # tiny-wan's native rate
 FAST = {"num_inference_steps": 2}
-# tiny-wan's small size: a fifth of the default's cost, for jobs whose checks do not need 256x160 frames.
-SMALL = "96x64"
 
 
 def decode_mp4(data: bytes) -> tuple[int, int, int, float]:

@@ -21,11 +21,10 @@ from kinema.media.encode import encode_mp4
 from tests.conftest import Proc, client_for, provision
 from tests.faces.clips import encode_h264, head_turn_clip
 from tests.faces.photos import clip, faces_dir, photo
+from tests.factories import SMALL
 
 pytestmark = pytest.mark.slow
 FAST = {"num_inference_steps": 1}
-# tiny-wan's small size, for jobs whose frames nobody looks at: a fifth of the default 256x160's cost.
-SMALL = "96x64"
 # The person's own turns (unmirrored camera): "left" shows the nose toward the image's right.
 TURNED = {"left": "obama_3", "right": "obama_2"}
 

@@ -18,12 +18,11 @@ import openai
 import pytest
 
 from tests.conftest import Proc, client_for, provision, wait_for
+from tests.factories import SMALL
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 pytestmark = pytest.mark.slow
 FAST = {"num_inference_steps": 1}
-# tiny-wan's small size, for jobs whose frames nobody looks at: a fifth of the default 256x160's cost.
-SMALL = "96x64"
 PROPAGATION = 2.0  # seconds; the design bound is 0.5 s (snapshot age) + one request
 SLOW = {"num_inference_steps": 100}  # tiny-wan takes seconds over this, long enough to pause it midway
 RETRY_AFTER = 7

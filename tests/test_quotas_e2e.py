@@ -16,12 +16,11 @@ import openai
 import pytest
 
 from tests.conftest import REDIS_URL, Proc, client_for, provision, wait_for
+from tests.factories import SMALL
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 pytestmark = pytest.mark.slow
 FAST = {"num_inference_steps": 1}
-# tiny-wan's small size, for jobs whose frames nobody looks at: a fifth of the default 256x160's cost.
-SMALL = "96x64"
 TINY_1S = round(9 / 8, 3)  # tiny-wan: "1" second is 9 frames at 8 fps; the charge is frames / fps, to 1 ms
 ABSENT_MODEL = "wan2.1-t2v-1.3b"  # in the catalogue, never pulled here: the worker fails it
 ABSENT_4S = round(65 / 16, 3)  # its "4" seconds: 65 frames at 16 fps, charged as 4.062

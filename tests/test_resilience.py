@@ -14,23 +14,11 @@ from kinema.db.models import VideoRow
 from kinema.db.session import make_engine, make_session_factory
 from kinema.queue.store import JobQueue, Lease, Outputs
 from tests.conftest import client_for, kinema_env, start_kinema, wait_for
+from tests.factories import SMALL, db_row
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 pytestmark = pytest.mark.slow
 FAST_LEASE = {"KINEMA_LEASE_SECONDS": "2", "KINEMA_HEARTBEAT_SECONDS": "0.3"}
-# tiny-wan's small size, for jobs whose frames nobody looks at: a fifth of the default 256x160's cost.
-SMALL = "96x64"
-
-
-def db_row(db_url: str, vid: str) -> VideoRow:
-    engine = make_engine(db_url)
-    try:
-        with make_session_factory(engine)() as s:
-            r = s.scalar(select(VideoRow).where(VideoRow.id == vid))
-            assert r is not None
-            return r
-    finally:
-        engine.dispose()
 
 
 def test_sigkilled_worker_is_replaced_and_fenced(db_url: str, tmp_path: Path, models_dir: Path, kinema_server) -> None:  # type: ignore[no-untyped-def]

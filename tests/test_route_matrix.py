@@ -24,13 +24,12 @@ from kinema.api.deps import require_admin, require_session
 from kinema.config import Settings
 from kinema.container import Container
 from tests.conftest import Proc, client_for, provision
+from tests.factories import SMALL
 
 pytestmark = pytest.mark.slow
 
 PUBLIC = {("POST", "/v1/auth/signup"), ("POST", "/v1/auth/login"), ("GET", "/v1/policy/retention")}
 FAST = {"num_inference_steps": 1}
-# tiny-wan's small size, for jobs whose frames nobody looks at: a fifth of the default 256x160's cost.
-SMALL = "96x64"
 # A valid body where the route validates one before it looks the object up (else: {"prompt": ...}).
 BODIES = {
     "/v1/videos/characters/{character_id}/permissions": {"visibility": "everyone"},

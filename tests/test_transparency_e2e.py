@@ -14,12 +14,11 @@ import openai
 import pytest
 
 from tests.conftest import kinema_env, provision
+from tests.factories import SMALL
 
 pytestmark = pytest.mark.slow
 
 FAST = {"num_inference_steps": 1}
-# tiny-wan's small size, for jobs whose frames nobody looks at: a fifth of the default 256x160's cost.
-SMALL = "96x64"
 BLOCKED_PROMPT = "revenge porn"  # the default policy's nonconsensual_intimate category
 CATEGORY = "nonconsensual_intimate"
 

@@ -24,22 +24,11 @@ from kinema.db.models import VideoRow
 from kinema.db.session import make_engine, make_session_factory, upgrade_to_head
 from kinema.queue.store import JobQueue
 from tests.conftest import Proc, client_for, kinema_env, provision, start_kinema, wait_for
-from tests.factories import video_row
+from tests.factories import db_row, video_row
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 pytestmark = pytest.mark.slow
 STEPS = {"num_inference_steps": 20}  # 20-40 s on tiny-wan at 96x64 here: time to hold it with a pause midway
-
-
-def row(db_url: str, vid: str) -> VideoRow:
-    engine = make_engine(db_url)
-    try:
-        with make_session_factory(engine)() as s:
-            r = s.scalar(select(VideoRow).where(VideoRow.id == vid))
-            assert r is not None
-            return r
-    finally:
-        engine.dispose()
 
 
 def test_release_is_fenced(tmp_path: Path) -> None:
@@ -83,17 +72,17 @@ def test_worker_sigterm_gives_back_or_finishes_the_job(tmp_path: Path, models_di
         # 1. Grace shorter than the job: on SIGTERM the job goes back to the queue, the worker exits cleanly.
         first = start_kinema(["worker", "--id", "first", "--grace", "0.5"], env, tmp_path / "first.log")
         procs.append(first)
-        wait_for(lambda: row(db_url, job.id).lease_owner == "first", 120, "the first worker to claim the job")
+        wait_for(lambda: db_row(db_url, job.id).lease_owner == "first", 120, "the first worker to claim the job")
         pause(server, admin_key, "pause")  # the job now waits at its next step, still running under the lease
         # The second worker starts meanwhile: the pause keeps it from claiming anything until step 2.
         second = start_kinema(["worker", "--id", "second"], env, tmp_path / "second.log")
         procs.append(second)
         wait_for(lambda: "held by a pause" in first.output(), 60, "the job to be held")
-        claimed = row(db_url, job.id)
+        claimed = db_row(db_url, job.id)
         assert (claimed.status, claimed.lease_owner, claimed.attempts) == ("in_progress", "first", 1)
         first.popen.send_signal(signal.SIGTERM)
         assert first.popen.wait(60) == 0, first.output()
-        given_back = row(db_url, job.id)
+        given_back = db_row(db_url, job.id)
         assert (given_back.status, given_back.lease_owner, given_back.attempts) == ("queued", None, 0)
         assert given_back.lease_token == claimed.lease_token + 1 and given_back.error_code is None
         assert f"released {job.id} back to the queue" in first.output()
@@ -102,7 +91,7 @@ def test_worker_sigterm_gives_back_or_finishes_the_job(tmp_path: Path, models_di
         # 2. No grace: the second worker takes the job, and after SIGTERM finishes it, but claims nothing more.
         wait_for(lambda: "waiting for jobs" in second.output(), 120, "the second worker to start")
         pause(server, admin_key, "resume")
-        wait_for(lambda: row(db_url, job.id).lease_owner == "second", 60, "the second worker to claim the job")
+        wait_for(lambda: db_row(db_url, job.id).lease_owner == "second", 60, "the second worker to claim the job")
         after = client.videos.create(prompt="queued behind it", size="96x64", seconds="1")
         pause(server, admin_key, "pause")
         wait_for(lambda: "held by a pause" in second.output(), 60, "the job to be held")
@@ -113,7 +102,7 @@ def test_worker_sigterm_gives_back_or_finishes_the_job(tmp_path: Path, models_di
     finally:
         for proc in procs:
             proc.stop(signal.SIGKILL)
-    done = row(db_url, job.id)
+    done = db_row(db_url, job.id)
     assert done.status == "completed", (done.error_code, done.error_message, second.output())
     assert done.attempts == 1 and done.lease_token == given_back.lease_token + 1  # one run, to the end
     assert f"claimed {after.id}" not in second.output() and client.videos.retrieve(after.id).status == "queued"
@@ -157,4 +146,4 @@ def test_serve_drains_in_flight_requests_on_sigterm(tmp_path: Path, kinema_serve
     assert r.json()["status"] == "queued" and r.headers["connection"] == "close"
     server.popen.wait(60)
     assert "Application shutdown complete" in server.output()
-    assert row(server.db_url, r.json()["id"]).prompt == "sent slowly, across a shutdown"
+    assert db_row(server.db_url, r.json()["id"]).prompt == "sent slowly, across a shutdown"

@@ -24,10 +24,9 @@ from kinema.services.moderation import ModerationBlocked
 from kinema.services.options import CreateVideo, GenerationOptions
 from tests.faces.clips import encode_h264, head_turn_clip
 from tests.faces.photos import faces_dir, photo
+from tests.factories import SMALL
 
 FAST = GenerationOptions(num_inference_steps=1)
-# tiny-wan's small size, for jobs whose frames nobody looks at: a fifth of the default 256x160's cost.
-SMALL = "96x64"
 
 
 @pytest.fixture
