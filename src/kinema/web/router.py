@@ -134,6 +134,29 @@ async def _form(
     return await read_body(request, file_fields=files, max_upload_bytes=container.settings.max_upload_bytes)
 
 
+@dataclass(frozen=True)
+class _Post:
+    """A signed-in user's form POST whose CSRF token matched (the token itself taken out of ``fields``)."""
+
+    container: Container
+    viewer: Viewer
+    fields: dict[str, Any]
+    uploads: dict[str, bytes]
+
+
+async def _signed_in_post(request: Request, files: frozenset[str] = frozenset()) -> _Post | Response:
+    """The form of a signed-in user's POST, or the response that refuses it and changes nothing: the sign-in
+    page without a session, a 403 without the session's CSRF token."""
+    container = get_container(request)
+    viewer = _viewer(request, container)
+    if viewer is None:
+        return _to_login(request)
+    fields, uploads = await _form(request, container, files)
+    if not _token_matches(fields.pop("csrf_token", None), viewer.csrf):
+        return _csrf_refused(request, viewer)
+    return _Post(container, viewer, fields, uploads)
+
+
 def _set_session_cookie(request: Request, response: Response, container: Container, cookie: str) -> None:
     secure = container.settings.session_cookie_secure
     if secure is None:
@@ -334,13 +357,10 @@ def create_page(request: Request) -> Response:
 
 @router.post("/create", response_class=HTMLResponse)
 async def create(request: Request) -> Response:
-    container = get_container(request)
-    viewer = _viewer(request, container)
-    if viewer is None:
-        return _to_login(request)
-    fields, uploads = await _form(request, container, frozenset({"input_reference"}))
-    if not _token_matches(fields.pop("csrf_token", None), viewer.csrf):
-        return _csrf_refused(request, viewer)
+    form = await _signed_in_post(request, frozenset({"input_reference"}))
+    if isinstance(form, Response):
+        return form
+    container, viewer, fields, uploads = form.container, form.viewer, form.fields, form.uploads
     # An empty field means "the model's default"; an empty file input sends an empty part.
     body = {k: v for k, v in fields.items() if v not in ("", [], None)}
     uploads = {k: v for k, v in uploads.items() if v}
@@ -418,13 +438,10 @@ def video_page(video_id: str, request: Request) -> Response:
 
 
 async def _video_action(request: Request, video_id: str, action: str) -> Response:
-    container = get_container(request)
-    viewer = _viewer(request, container)
-    if viewer is None:
-        return _to_login(request)
-    fields, _ = await _form(request, container)
-    if not _token_matches(fields.get("csrf_token"), viewer.csrf):
-        return _csrf_refused(request, viewer)
+    form = await _signed_in_post(request)
+    if isinstance(form, Response):
+        return form
+    container, viewer, fields = form.container, form.viewer, form.fields
     try:
         if action == "delete":
             await run_in_threadpool(container.videos.delete, viewer.principal.id, video_id)
@@ -522,13 +539,10 @@ async def likeness_action(character_id: str, action: str, request: Request) -> R
 @router.post("/likeness/{character_id}/uses/{video_id}/delete")
 async def delete_use(character_id: str, video_id: str, request: Request) -> Response:
     """Delete a video that used the caller's likeness, whoever made it."""
-    container = get_container(request)
-    viewer = _viewer(request, container)
-    if viewer is None:
-        return _to_login(request)
-    fields, _ = await _form(request, container)
-    if not _token_matches(fields.get("csrf_token"), viewer.csrf):
-        return _csrf_refused(request, viewer)
+    form = await _signed_in_post(request)
+    if isinstance(form, Response):
+        return form
+    container, viewer = form.container, form.viewer
     try:
         row = container.characters.video_of_likeness(viewer.principal, character_id, video_id)
         await run_in_threadpool(container.videos.delete, row.owner_id, video_id, actor=viewer.principal.id)
@@ -568,13 +582,10 @@ def keys_page(request: Request) -> Response:
 
 @router.post("/keys", response_class=HTMLResponse)
 async def create_key(request: Request) -> Response:
-    container = get_container(request)
-    viewer = _viewer(request, container)
-    if viewer is None:
-        return _to_login(request)
-    fields, _ = await _form(request, container)
-    if not _token_matches(fields.get("csrf_token"), viewer.csrf):
-        return _csrf_refused(request, viewer)
+    form = await _signed_in_post(request)
+    if isinstance(form, Response):
+        return form
+    container, viewer, fields = form.container, form.viewer, form.fields
     scopes = fields.get("scopes") or []
     try:
         new = await run_in_threadpool(
@@ -591,13 +602,10 @@ async def create_key(request: Request) -> Response:
 
 @router.post("/keys/{key_id}/revoke")
 async def revoke_key(key_id: str, request: Request) -> Response:
-    container = get_container(request)
-    viewer = _viewer(request, container)
-    if viewer is None:
-        return _to_login(request)
-    fields, _ = await _form(request, container)
-    if not _token_matches(fields.get("csrf_token"), viewer.csrf):
-        return _csrf_refused(request, viewer)
+    form = await _signed_in_post(request)
+    if isinstance(form, Response):
+        return form
+    container, viewer = form.container, form.viewer
     try:
         await run_in_threadpool(container.keys.revoke, viewer.principal.id, viewer.principal.id, key_id)
     except NotFound:
