@@ -336,9 +336,11 @@ def test_webcam_enrolment_then_a_granted_user_generates_and_the_owner_deletes_th
 
     moves = ["left", "right"]
     turns = head_turn_clip(moves, "obama_1", seconds=3.5, fps=15, seed=3, amplitudes=(30, 30))
-    # The fake camera loops the file from when the page opens it: a long still tail keeps a recording that
-    # starts a moment later from seeing the turns twice.
-    clip = np.concatenate([turns, np.repeat(turns[:1], 15 * 6, axis=0)])
+    # The fake camera plays the file from when the page opens it, and loops it. The recording starts a moment
+    # later (more under load): a second of resting pose first keeps it from missing the start of the first turn
+    # (seen: refused as a flat picture on the left turn), and a long still tail from seeing the turns twice.
+    still = turns[:1]
+    clip = np.concatenate([np.repeat(still, 15, axis=0), turns, np.repeat(still, 15 * 6, axis=0)])
     y4m = tmp_path / "clip.y4m"
     write_y4m(clip, 15, y4m)
     flags = [
