@@ -1,14 +1,16 @@
 """Liveness at enrolment: honest pass rate and attack refusal rate per class, on synthetic clips.
 
-Honest clips are 3D head-turn renders of one frontal test photograph (tests/faces/clips.py): a SYNTHETIC
+Honest clips are 3D head-turn renders of one frontal test photograph (testkit/faces/clips.py): a SYNTHETIC
 STAND-IN for real footage, with what real attempts vary drawn at random (amplitude 15-45 degrees, timing,
 roll, nods, shake, zoom, resolution from 360p to 4K and portrait, noise, brightness, motion blur, low-quality
 H.264, mirrored recordings). Attacks are made from one photograph (affine, perspective, local warp, local +
 affine, bent page) or stitched from three (cuts, cross-fades), each with and without H.264.
 
-    python bench/liveness.py --honest 100 --attacks 100 [--seed 0]
+    python bench/liveness.py --honest 100 --attacks 100 [--seed 0] [--kinds cylinder ...]
 
 ``--seed`` picks a disjoint set of clips (``SEED_STRIDE``); the thresholds were tuned on ``--seed 0``.
+``--kinds`` keeps only the attacks of those classes among the first ``--attacks`` (clip ``k`` is of class
+``ATTACKS[k % 7]``, drawn as in a full run).
 
 Prints one line per clip, then both rates, the refusal rate per attack class and the analysis time per clip
 (wall and CPU seconds of this process: median and 90th percentile; other load on the machine counts in wall).
@@ -27,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
-from tests.faces.clips import ATTACKS, PEOPLE, attack_clip, clear_cache, head_turn_clip  # noqa: E402
-from tests.faces.photos import faces_dir  # noqa: E402
 
 from kinema.faces import EnrolmentError, FaceAnalyzer, analyze_enrolment  # noqa: E402
+from testkit.faces.clips import ATTACKS, PEOPLE, attack_clip, clear_cache, head_turn_clip  # noqa: E402
+from testkit.faces.photos import faces_dir  # noqa: E402
 
 SEED_STRIDE = 1000
 """Clip ``k`` of ``--seed s`` is drawn from seed ``s * SEED_STRIDE + k``: different ``--seed`` values give disjoint
@@ -82,10 +84,19 @@ def main() -> None:
     parser.add_argument("--honest", type=int, default=100)
     parser.add_argument("--attacks", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=ATTACKS,
+        help="run only the attacks of these classes (each clip keeps its number and draw, so results match a full run)",
+    )
     args = parser.parse_args()
     if not (faces_dir() / "obama_1.jpg").is_file():
         sys.exit(f"face photographs not found at {faces_dir()} (set KINEMA_TEST_FACES)")
-    print(f"reproduce: python bench/liveness.py --honest {args.honest} --attacks {args.attacks} --seed {args.seed}")
+    kinds = f" --kinds {' '.join(args.kinds)}" if args.kinds else ""
+    print(
+        f"reproduce: python bench/liveness.py --honest {args.honest} --attacks {args.attacks} --seed {args.seed}{kinds}"
+    )
     analyzer = FaceAnalyzer()
     analyzer.load()
     times: list[float] = []
@@ -111,6 +122,8 @@ def main() -> None:
     for k in range(args.attacks):
         rng = np.random.default_rng(20_000 + args.seed * SEED_STRIDE + k)
         kind = ATTACKS[k % len(ATTACKS)]
+        if args.kinds and kind not in args.kinds:
+            continue
         moves = ["left", "right"] if rng.random() < 0.5 else ["right", "left"]
         h264 = bool(rng.random() < 0.5)
         person = "obama_1" if kind.startswith("stitched") else str(rng.choice(PEOPLE))

@@ -33,17 +33,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 import openai  # noqa: E402
 import torch  # noqa: E402
-from tests.conftest import start_server  # noqa: E402
 
 from kinema.engine.base import GenerationRequest  # noqa: E402
 from kinema.engine.registry import builtin_registry  # noqa: E402
 from kinema.engine.runtime import Engine  # noqa: E402
 from kinema.engine.tiny import build_tiny_models  # noqa: E402
 from kinema.media.encode import encode_mp4  # noqa: E402
+from testkit.server import start_server  # noqa: E402
 
 CASES = {  # name: (seconds, steps)
     "small (1 s, 9 frames, 2 steps)": ("1", 2),

@@ -27,7 +27,7 @@ from kinema.audit.checkpoint import CheckpointSigner  # noqa: E402
 from kinema.audit.log import AuditLog  # noqa: E402
 from kinema.crypto import SqliteDataKeyStore, open_file_vault  # noqa: E402
 from kinema.db.session import make_engine, make_session_factory, upgrade_to_head  # noqa: E402
-from kinema.services.accounts import AccountService, DefaultLimits, PasswordPolicy  # noqa: E402
+from kinema.services.accounts import DefaultLimits, PasswordHashing, PasswordPolicy, Users  # noqa: E402
 from kinema.services.auth import ClientInfo  # noqa: E402
 from kinema.services.keyguard import KeyGuard  # noqa: E402
 from kinema.services.keys import KeyService  # noqa: E402
@@ -61,18 +61,17 @@ def main() -> None:
             ("default (64 MiB, t=3, p=4)", PasswordPolicy()),
             ("minimum (19 MiB, t=2, p=1)", PasswordPolicy(memory_kib=19456, time_cost=2, parallelism=1)),
         ):
-            accounts = AccountService(sessions, audit, passwords=policy, defaults=DefaultLimits(600, 4, 600))
-            stored = accounts.hash_password("correct horse battery staple")
-            line(f"argon2id hash, {label}", median_s(lambda a=accounts: a.hash_password("x" * 20), max(3, n // 4)))
+            hashing = PasswordHashing(policy)
+            stored = hashing.hash("correct horse battery staple")
+            line(f"argon2id hash, {label}", median_s(lambda h=hashing: h.hash("x" * 20), max(3, n // 4)))
             line(
                 f"argon2id verify, {label}",
-                median_s(
-                    lambda a=accounts, h=stored: a._hasher.verify(h, "correct horse battery staple"), max(3, n // 4)
-                ),
+                median_s(lambda h=hashing, s=stored: h.verify(s, "correct horse battery staple"), max(3, n // 4)),
             )
-        accounts.create_user("bench@example.com", "correct horse battery staple")
-        keys = KeyService(sessions, audit, accounts)
-        user = accounts.find_user("bench@example.com")
+        users = Users(sessions, audit, hashing=hashing, defaults=DefaultLimits(600, 4, 600))
+        users.create_user("bench@example.com", "correct horse battery staple")
+        keys = KeyService(sessions, audit, users)
+        user = users.find_user("bench@example.com")
         secret = keys.create(user.id, "bench").secret
         client = ClientInfo("203.0.113.7", "bench/1.0")
         guard = KeyGuard(
@@ -101,8 +100,8 @@ def main() -> None:
         engine.dispose()
 
     try:
-        from tests.faces.clips import head_turn_clip
-        from tests.faces.photos import faces_dir, photo
+        from testkit.faces.clips import head_turn_clip
+        from testkit.faces.photos import faces_dir, photo
     except ImportError:
         return
     if not (faces_dir() / "obama_1.jpg").is_file():
@@ -115,7 +114,7 @@ def main() -> None:
     analyzer.load()
     image = photo("obama_1")
     line("faces: detect + landmarks + descriptor, one 800 px photo", median_s(lambda: analyzer.detect(image), 5))
-    # An honest synthetic head turn (3.5 s, 15 fps, 360p; tests/faces/clips.py), with liveness (bench/liveness.py
+    # An honest synthetic head turn (3.5 s, 15 fps, 360p; testkit/faces/clips.py), with liveness (bench/liveness.py
     # measures the pass and refusal rates).
     frames = head_turn_clip(["left", "right"], "obama_1", seconds=3.5, fps=15, seed=3, amplitudes=(30, 30))
     line(

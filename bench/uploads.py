@@ -4,7 +4,7 @@ Run: ``python bench/uploads.py [--concurrency 4] [--env KINEMA_MEDIA_SLOTS=2 ...
 
 Starts ``kinema serve`` (SQLite, no worker threads, every upload setting at its default unless ``--env``
 says otherwise), warms it up with one benign upload per route (dlib's models, codecs and OpenCV load then),
-and sends each hostile kind of tests/hostile_uploads.py ``--concurrency`` times at once. For each kind it
+and sends each hostile kind of testkit/hostile_uploads.py ``--concurrency`` times at once. For each kind it
 prints the HTTP statuses, the peak resident memory of the server over the burst above its resident memory
 before it (VmHWM, reset through /proc/<pid>/clear_refs), the resident memory left once the replies were in,
 and the seconds the burst took. At the end: resident memory after warm-up and after everything.
@@ -13,6 +13,7 @@ and the seconds the burst took. At the end: resident memory after warm-up and af
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from collections import Counter
@@ -21,11 +22,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
-
-from tests.conftest import start_server  # noqa: E402
-from tests.hostile_uploads import KINDS, burst, rss_mb, warm_up  # noqa: E402
+# Offline, and one intra-op thread here and in the server (which inherits this environment), as in the tests.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from kinema.engine.tiny import build_tiny_models  # noqa: E402
+from testkit.hostile_uploads import KINDS, burst, rss_mb, warm_up  # noqa: E402
+from testkit.server import start_server  # noqa: E402
 
 
 def main() -> None:

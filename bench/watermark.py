@@ -45,12 +45,12 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
 from bench.encode import FPS, FRAMES, HEIGHT, WIDTH, busy_ticks, realistic_clip  # noqa: E402
-from tests.provenance.test_watermark import crop_centre, crop_offset, decode_rgb, x264  # noqa: E402  (one copy of the attacks)
-from tests.provenance.test_watermark import realistic_clip as realistic_clip_sized  # noqa: E402
 
 from kinema.media.encode import encode_mp4  # noqa: E402
 from kinema.provenance import watermark as wm  # noqa: E402
 from kinema.provenance import wm_ecc, wm_pattern  # noqa: E402
+from testkit.watermark_attacks import crop_centre, crop_offset, decode_rgb, x264  # noqa: E402  (one copy of the attacks)
+from testkit.watermark_attacks import realistic_clip as realistic_clip_sized  # noqa: E402
 
 EMBED_GOAL_SECONDS = 2.5
 PAYLOAD = wm.WatermarkPayload(deployment_id=0xBEEF, job_tag=wm.job_tag("video_0123456789abcdef"))

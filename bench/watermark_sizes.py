@@ -19,11 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
-from tests.provenance.test_watermark import decode_rgb, x264  # noqa: E402  (one copy of the attack)
-
 from kinema.config import load_settings  # noqa: E402
 from kinema.provenance import watermark as wm  # noqa: E402
 from kinema.services.local import generate_locally  # noqa: E402
+from testkit.watermark_attacks import decode_rgb, x264  # noqa: E402  (one copy of the attack)
 
 
 def main() -> None:

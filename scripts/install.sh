@@ -26,6 +26,12 @@ if ! python -c "import torch" 2>/dev/null; then
   index="${TORCH_INDEX_URL:-}"
   if [ -z "$index" ] && [ "$(uname -s)" = Linux ] && ! command -v nvidia-smi >/dev/null 2>&1; then
     index=https://download.pytorch.org/whl/cpu
+    # Where that index cannot be reached (an offline mirror, no DNS), pip would retry every torch dependency
+    # there for minutes: use the configured indexes instead.
+    if ! python -c "import urllib.request as u; u.urlopen('$index/', timeout=5)" >/dev/null 2>&1; then
+      echo "install.sh: $index is not reachable; installing torch from the configured package index" >&2
+      index=""
+    fi
   fi
   python -m pip install -q "torch==2.13.0" ${index:+--index-url "$index"}
 fi

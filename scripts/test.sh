@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh test
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-ruff check src tests bench examples
-ruff format --check src tests bench examples
+ruff check src tests bench examples testkit
+ruff format --check src tests bench examples testkit
 mypy src
 exec python -m pytest -q -p no:cacheprovider "$@"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kinema.cli import models_markdown
+from kinema.cli.models import models_markdown
 from kinema.engine.registry import builtin_registry
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,9 +18,9 @@ from PIL import Image
 from sqlalchemy import select
 
 from kinema.media.encode import encode_mp4
+from testkit.faces.clips import encode_h264, head_turn_clip
+from testkit.faces.photos import clip, faces_dir, photo
 from tests.conftest import Proc, client_for, provision
-from tests.faces.clips import encode_h264, head_turn_clip
-from tests.faces.photos import clip, faces_dir, photo
 from tests.factories import SMALL
 
 pytestmark = pytest.mark.slow
@@ -41,7 +41,7 @@ def _photos() -> None:
 
 def _clip_for(moves: list[str], person: str = "obama_1") -> bytes:
     # An honest head turn, rendered in 3D from one photograph (a synthetic stand-in for real footage; see
-    # tests/faces/clips.py): stitched photographs are now refused by liveness as a spliced clip.
+    # testkit/faces/clips.py): stitched photographs are now refused by liveness as a spliced clip.
     return encode_h264(head_turn_clip(moves, person, seconds=3.5, fps=15, seed=3, amplitudes=(30, 30)), 15)
 
 
@@ -305,9 +305,18 @@ def test_export_and_account_deletion_shred_everything(tmp_path: Path, kinema_ser
 
     from tests.conftest import OWNER_EMAIL, PASSWORD
 
-    server = kinema_server(f"sqlite:///{tmp_path / 'k.db'}", workers=1, KINEMA_LIKENESS_RETENTION_DAYS="90")
+    server = kinema_server(
+        f"sqlite:///{tmp_path / 'k.db'}",
+        workers=1,
+        KINEMA_LIKENESS_RETENTION_DAYS="90",
+        KINEMA_WEBHOOK_ALLOW_HTTP="true",
+        KINEMA_WEBHOOK_ALLOW_PRIVATE="true",
+    )
     base, key = server.base_url, server.api_key
     made = _enrol(server, key, "barack")
+    hook = client_for(server, key).webhooks.create(
+        name="mine", url="http://127.0.0.1:9/hook?token=t0ken", event_types=["video.failed"]
+    )
     video = client_for(server, key, timeout=120).videos.create_and_poll(
         prompt="@barack smiles", size=SMALL, seconds="1", extra_body=FAST
     )
@@ -335,6 +344,13 @@ def test_export_and_account_deletion_shred_everything(tmp_path: Path, kinema_ser
     assert [c["change"]["op"] for c in doc["likeness"]["consent_history"]] == ["enrol"]
     assert [u["video_id"] for u in doc["likeness"]["usage_log"]] == [video.id]
     assert all("key_hash" not in k for k in doc["api_keys"])
+    # Webhook endpoints are the user's data too (without their sealed secrets), and their creation is audited
+    # with the host only: the token in the URL stays out of the log.
+    assert [(h["id"], h["url"]) for h in doc["webhook_endpoints"]] == [(hook.id, hook.url)]
+    assert not {"secret", "old_secret"} & set(doc["webhook_endpoints"][0])
+    created = [e for e in doc["security_events"] if e["action"] == "webhook.create"]
+    assert [(e["target"], e["details"]["host"]) for e in created] == [(hook.id, "127.0.0.1")]
+    assert "t0ken" not in json.dumps(doc["security_events"])
     assert Image.open(io.BytesIO(reference)).size == (256, 256)
 
     saved_descriptor, saved_chip = _ciphertexts(server, made.id)

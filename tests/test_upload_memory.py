@@ -2,7 +2,7 @@
 
 A real server (default upload settings) is warmed up with one benign upload per route (so dlib's models,
 the codecs and OpenCV are loaded), then gets 4 concurrent uploads of each hostile kind of
-tests/hostile_uploads.py. The server's own peak resident memory over each burst is read from
+testkit/hostile_uploads.py. The server's own peak resident memory over each burst is read from
 /proc/<pid>/status (VmHWM, reset before each burst through /proc/<pid>/clear_refs) and must stay under
 ``PEAK_BOUND_MB`` above where it was; every reply must be a refusal in the OpenAI error envelope, or a success
 where the input is legitimate; and the server must give the memory back afterwards. No timing is asserted.
@@ -20,8 +20,8 @@ from pathlib import Path
 import openai
 import pytest
 
+from testkit.hostile_uploads import KINDS, burst, rss_mb, send, warm_up
 from tests.conftest import Proc, client_for, start_server
-from tests.hostile_uploads import KINDS, burst, rss_mb, send, warm_up
 
 pytestmark = [
     pytest.mark.slow,

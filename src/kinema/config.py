@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     )
 
     workers: int = Field(1, ge=0, description="Worker threads inside `kinema serve` (0: API only).")
+    shutdown_grace_seconds: float = Field(
+        20.0,
+        ge=0,
+        description="On SIGTERM, how long `kinema serve`'s worker threads may finish their running jobs before "
+        "giving them back to the queue (keep it below the pod's terminationGracePeriodSeconds).",
+    )
     lease_seconds: float = Field(
         30.0, gt=0, description="A claimed job is reclaimable after this long without a heartbeat."
     )
@@ -292,7 +298,7 @@ class Settings(BaseSettings):
     @field_validator("trusted_proxies")
     @classmethod
     def _proxies_are_networks(cls, value: list[str]) -> list[str]:
-        from kinema.services.netaddr import parse_networks
+        from kinema.netaddr import parse_networks
 
         for i, entry in enumerate(value):
             try:

@@ -10,7 +10,6 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import Engine as DbEngine
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,21 +25,30 @@ from kinema.engine.runtime import Engine
 from kinema.faces import FaceAnalyzer
 from kinema.moderation.checker import Moderator
 from kinema.moderation.policy import load_policy
+from kinema.netaddr import IPNetwork, parse_networks
 from kinema.queue.store import JobQueue
 from kinema.queue.worker import Wakeup, Worker
-from kinema.services.accounts import AccountService, DefaultLimits, PasswordPolicy
-from kinema.services.auth import Principal
-from kinema.services.characters import CharacterService
+from kinema.services.accounts import (
+    Alerts,
+    Cohorts,
+    DefaultLimits,
+    Invites,
+    PasswordHashing,
+    PasswordPolicy,
+    Passwords,
+    Users,
+    WebSessions,
+)
+from kinema.services.characters import Enrolment, LikenessErasure, Likenesses, LikenessUse
 from kinema.services.generation import GenerationRunner
 from kinema.services.keyguard import KeyGuard
 from kinema.services.keys import KeyService
 from kinema.services.mediagate import MediaGate
 from kinema.services.moderation import PromptGuard
-from kinema.services.netaddr import parse_networks
 from kinema.services.pause import PauseService
 from kinema.services.privacy import PrivacyService
 from kinema.services.provenance import ProvenanceService
-from kinema.services.quotas import Admission, RateLimiter, usage
+from kinema.services.quotas import Admission, RateLimiter
 from kinema.services.uploads import UploadLimits
 from kinema.services.verification import VerificationService
 from kinema.services.videos import VideoService
@@ -104,9 +112,9 @@ def build_provenance(settings: Settings) -> ProvenanceService:
     )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Container:
-    """Every long-lived object of one Kinema process."""
+    """Every long-lived object of one Kinema process (built by keyword only: :meth:`from_settings`)."""
 
     settings: Settings
     db: DbEngine
@@ -120,19 +128,27 @@ class Container:
     provenance: ProvenanceService
     verification: VerificationService
     audit: AuditLog
-    accounts: AccountService
+    users: Users
+    passwords: Passwords
+    web_sessions: WebSessions
+    invites: Invites
+    cohorts: Cohorts
+    alerts: Alerts
     keys: KeyService
     keyguard: KeyGuard
     ratelimiter: RateLimiter
     pause: PauseService
-    trusted_proxies: tuple[Any, ...]
-    characters: CharacterService
+    trusted_proxies: tuple[IPNetwork, ...]
+    enrolment: Enrolment
+    likenesses: Likenesses
+    likeness_erasure: LikenessErasure
+    likeness_use: LikenessUse
     privacy: PrivacyService
     webhooks: WebhookService
     wakeup: Wakeup = field(default_factory=Wakeup)
-    metrics: Any = None  # prometheus CollectorRegistry, set by create_app
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
+    _workers: list[tuple[Worker, threading.Thread]] = field(default_factory=list)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, migrate: bool = True) -> Container:
@@ -145,8 +161,8 @@ class Container:
         blobs = build_blobs(settings)
         registry = build_registry(settings)
         engine = Engine(
-            registry,
-            settings.resolved_models_dir,
+            registry=registry,
+            models_dir=settings.resolved_models_dir,
             memory_budget_bytes=int(settings.model_memory_budget_gb * 2**30),
             device=settings.device,
             offload=settings.model_offload,
@@ -166,76 +182,91 @@ class Container:
             max_video_total_pixels=settings.max_video_total_pixels,
             max_inference_steps=settings.max_inference_steps,
             max_prompt_chars=settings.max_prompt_chars,
-            gate=MediaGate(settings.media_slots, settings.media_queue, settings.media_queue_seconds),
+            gate=MediaGate(
+                slots=settings.media_slots, queue=settings.media_queue, wait_seconds=settings.media_queue_seconds
+            ),
         )
         wakeup = Wakeup()
-        audit = AuditLog(sessions, CheckpointSigner.load_or_create(settings.data_dir / "audit" / "audit-signing.key"))
+        audit = AuditLog(
+            sessions, signer=CheckpointSigner.load_or_create(settings.data_dir / "audit" / "audit-signing.key")
+        )
         policy = load_policy(settings.moderation_policy)  # a broken policy file stops the start here
-        guard = PromptGuard(sessions, policy, Moderator(policy), audit)
-        pause = PauseService(sessions, audit, retry_after=settings.pause_retry_after_seconds)
+        guard = PromptGuard(sessions, policy=policy, moderator=Moderator(policy), audit=audit)
+        pause = PauseService(sessions, audit=audit, retry_after=settings.pause_retry_after_seconds)
         vault = open_file_vault(settings.resolved_master_key, SqliteDataKeyStore(settings.resolved_key_store))
-        characters = CharacterService(
+        faces = FaceAnalyzer(settings.face_models_dir)
+        likeness_erasure = LikenessErasure(sessions, blobs=blobs, vault=vault, audit=audit)
+        enrolment = Enrolment(
             sessions,
-            blobs,
-            vault,
-            FaceAnalyzer(settings.face_models_dir),
-            audit,
+            blobs=blobs,
+            vault=vault,
+            faces=faces,
+            audit=audit,
             uploads=limits,
+            erasure=likeness_erasure,
             challenge_ttl_seconds=settings.challenge_ttl_seconds,
             challenge_max_attempts=settings.challenge_max_attempts,
             max_retention_days=settings.likeness_retention_days,
-            unknown_faces=settings.unknown_faces,
+        )
+        likeness_use = LikenessUse(
+            sessions, blobs=blobs, vault=vault, faces=faces, unknown_faces=settings.unknown_faces
         )
         videos = VideoService(
             sessions,
-            blobs,
-            registry,
-            limits,
-            guard,
-            audit,
+            blobs=blobs,
+            registry=registry,
+            limits=limits,
+            guard=guard,
+            audit=audit,
             on_enqueue=wakeup.notify,
             admission=Admission(),
             pause=pause,
-            characters=characters,
+            characters=likeness_use,
             on_settled=record_video_events,
         )
         provenance = build_provenance(settings)
-        webhooks = WebhookService(sessions, vault, webhook_policy(settings))
+        webhooks = WebhookService(sessions, vault=vault, policy=webhook_policy(settings), audit=audit)
         runner = GenerationRunner(
             sessions,
-            queue,
-            blobs,
-            registry,
-            engine,
-            provenance,
+            queue=queue,
+            blobs=blobs,
+            registry=registry,
+            engine=engine,
+            provenance=provenance,
             visible_label=settings.visible_label,
             pause=pause,
-            characters=characters,
+            characters=likeness_use,
         )
-        verification = VerificationService(sessions, provenance, settings.max_upload_bytes, limits.gate)
-        accounts = AccountService(
-            sessions,
-            audit,
-            passwords=PasswordPolicy(
+        verification = VerificationService(
+            sessions, provenance=provenance, max_bytes=settings.max_upload_bytes, gate=limits.gate
+        )
+        hashing = PasswordHashing(
+            PasswordPolicy(
                 min_length=settings.password_min_length,
                 memory_kib=settings.password_hash_memory_kib,
                 time_cost=settings.password_hash_time_cost,
                 parallelism=settings.password_hash_parallelism,
-            ),
-            defaults=DefaultLimits(
-                settings.default_requests_per_minute,
-                settings.default_concurrent_jobs,
-                settings.default_video_seconds_per_day,
-            ),
-            invite_ttl_seconds=settings.invite_ttl_seconds,
-            session_idle_seconds=settings.session_idle_seconds,
-            session_absolute_seconds=settings.session_absolute_seconds,
+            )
         )
-        keys = KeyService(sessions, audit, accounts)
+        defaults = DefaultLimits(
+            requests_per_minute=settings.default_requests_per_minute,
+            concurrent_jobs=settings.default_concurrent_jobs,
+            video_seconds_per_day=settings.default_video_seconds_per_day,
+        )
+        users = Users(sessions, audit=audit, hashing=hashing, defaults=defaults)
+        web_sessions = WebSessions(
+            sessions,
+            audit=audit,
+            users=users,
+            hashing=hashing,
+            idle_seconds=settings.session_idle_seconds,
+            absolute_seconds=settings.session_absolute_seconds,
+        )
+        keys = KeyService(sessions, audit=audit, users=users)
         storage = settings.redis_url or "memory://"
         keyguard = KeyGuard(
             sessions,
-            audit,
+            audit=audit,
             window_seconds=settings.keyguard_window_seconds,
             max_networks=settings.keyguard_max_networks,
             max_agents=settings.keyguard_max_agents,
@@ -245,34 +276,39 @@ class Container:
             limiter_storage_uri=storage,
         )
         return cls(
-            settings,
-            db,
-            sessions,
-            blobs,
-            registry,
-            engine,
-            queue,
-            videos,
-            runner,
-            provenance,
-            verification,
-            audit,
-            accounts,
-            keys,
-            keyguard,
-            RateLimiter(storage),
-            pause,
-            parse_networks(settings.trusted_proxies),
-            characters,
-            PrivacyService(sessions, blobs, videos, characters, audit, webhooks=webhooks),
-            webhooks,
-            wakeup,
+            settings=settings,
+            db=db,
+            sessions=sessions,
+            blobs=blobs,
+            registry=registry,
+            engine=engine,
+            queue=queue,
+            videos=videos,
+            runner=runner,
+            provenance=provenance,
+            verification=verification,
+            audit=audit,
+            users=users,
+            passwords=Passwords(sessions, audit=audit, users=users, hashing=hashing),
+            web_sessions=web_sessions,
+            invites=Invites(sessions, audit=audit, hashing=hashing, ttl_seconds=settings.invite_ttl_seconds),
+            cohorts=Cohorts(sessions, audit=audit, users=users, defaults=defaults),
+            alerts=Alerts(sessions),
+            keys=keys,
+            keyguard=keyguard,
+            ratelimiter=RateLimiter(storage),
+            pause=pause,
+            trusted_proxies=parse_networks(settings.trusted_proxies),
+            enrolment=enrolment,
+            likenesses=Likenesses(sessions, audit=audit),
+            likeness_erasure=likeness_erasure,
+            likeness_use=likeness_use,
+            privacy=PrivacyService(
+                sessions, blobs=blobs, videos=videos, characters=likeness_erasure, audit=audit, webhooks=webhooks
+            ),
+            webhooks=webhooks,
+            wakeup=wakeup,
         )
-
-    def usage(self, principal: Principal) -> dict[str, Any]:
-        """The principal's limits and current use (active jobs, video-seconds in 24 h)."""
-        with self.sessions() as s:
-            return usage(s, principal, time.time())
 
     def make_worker(self, worker_id: str | None = None) -> Worker:
         """A worker bound to this process's queue and runner."""
@@ -290,7 +326,7 @@ class Container:
     def sweep(self) -> list[str]:
         """Enforce the retention policy once: delete likenesses past their retention."""
         s = self.settings
-        return self.characters.sweep(
+        return self.likeness_erasure.sweep(
             last_use_days=s.likeness_retention_days, revoked_days=s.likeness_revoked_retention_days
         )
 
@@ -332,17 +368,27 @@ class Container:
             t = threading.Thread(target=worker.run, args=(self._stop,), name=f"kinema-worker-{i}", daemon=True)
             t.start()
             self._threads.append(t)
+            self._workers.append((worker, t))
         if count:
             self.start_webhooks()
             log.info("started %d in-process worker thread(s)", count)
 
-    def stop_workers(self, timeout: float = 30.0) -> None:
-        """Ask worker threads to stop after their current job, and wait for them."""
+    def stop_workers(self, grace: float | None = None) -> None:
+        """Ask worker threads to stop after their current job and wait for them; a job still running after
+        ``grace`` seconds (default: the ``shutdown_grace_seconds`` setting) goes back to the queue, so the next
+        worker runs it from the start instead of waiting for its lease to expire."""
         self._stop.set()
         self.wakeup.notify()
+        deadline = time.monotonic() + (self.settings.shutdown_grace_seconds if grace is None else grace)
         for t in self._threads:
-            t.join(timeout=timeout)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        for worker, t in self._workers:
+            if t.is_alive():
+                worker.release()  # fenced: a job that finished meanwhile is not touched
+        for t in self._threads:
+            t.join(timeout=10.0)  # a released job stops at its next step
         self._threads.clear()
+        self._workers.clear()
 
     def close(self) -> None:
         """Stop workers and release the database."""

@@ -3,7 +3,7 @@
 - A `kinema worker` with a running job finishes it on SIGTERM (and claims nothing more); with `--grace`, a job
   that cannot finish in time goes back to the queue, and another worker runs it: never lost, never run twice.
 - `kinema serve` drains on SIGTERM: a request already in flight gets its full answer while new connections are
-  refused.
+  refused; its in-process workers give back, after `KINEMA_SHUTDOWN_GRACE_SECONDS`, a job they cannot finish.
 (tests/test_resilience.py covers SIGKILL, where the lease expiry brings the job back.)
 """
 
@@ -111,6 +111,29 @@ def test_worker_sigterm_gives_back_or_finishes_the_job(tmp_path: Path, models_di
     )
     token = done.lease_token
     assert files == [f"videos/{job.id}/{token}/{n}" for n in ("spritesheet.jpg", "thumbnail.webp", "video.mp4")]
+
+
+def test_serve_gives_back_a_job_its_workers_cannot_finish_in_the_grace(tmp_path: Path, kinema_server) -> None:  # type: ignore[no-untyped-def]
+    """`kinema serve` with in-process workers: on SIGTERM a job still running after the grace goes back to the
+    queue at once (not after its lease expires), with its attempt not counted and nothing half-written."""
+    db_url = f"sqlite:///{tmp_path / 'k.db'}"
+    data = tmp_path / "data"
+    server = kinema_server(db_url, workers=1, data_dir=data, KINEMA_SHUTDOWN_GRACE_SECONDS="0.5")
+    admin_key = provision(data, db_url, "admin@example.com", role="admin")
+    job = client_for(server).videos.create(prompt="a long one", size="96x64", seconds="1", extra_body=STEPS)
+    wait_for(lambda: db_row(db_url, job.id).status == "in_progress", 120, "the in-process worker to claim the job")
+    pause(server, admin_key, "pause")  # the job waits at its next step, still running under its lease
+    wait_for(lambda: "held by a pause" in server.output(), 60, "the job to be held")
+    claimed = db_row(db_url, job.id)
+    server.popen.send_signal(signal.SIGTERM)
+    # uvicorn shuts down cleanly, then re-raises the signal it caught (so the exit status says SIGTERM).
+    assert server.popen.wait(60) in (0, -signal.SIGTERM), server.output()
+    assert "Application shutdown complete" in server.output()
+    given_back = db_row(db_url, job.id)
+    assert (given_back.status, given_back.lease_owner, given_back.attempts) == ("queued", None, 0)
+    assert given_back.lease_token == claimed.lease_token + 1 and given_back.error_code is None
+    assert f"released {job.id} back to the queue" in server.output()
+    assert not (data / "blobs" / "videos" / job.id).exists()
 
 
 def refused(port: int) -> bool:

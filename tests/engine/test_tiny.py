@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from kinema.engine.frames import fit_image, fit_video, to_uint8
-from kinema.engine.hub import BUILT_MARKER
+from kinema.engine.layout import BUILT_MARKER
 from kinema.engine.tiny import TINY_BUILD_VERSION, build_tiny_models, tiny_models_built
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kinema.faces import FaceAnalyzer
-from tests.faces.photos import faces_dir
+from testkit.faces.photos import faces_dir
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import pytest
 
 from kinema.faces import FaceAnalyzer, FaceModelsUnavailable, best_match, distance, installed_models_dir, same_person
 from kinema.faces.analyzer import MODEL_FILES, laplacian_variance
-from tests.faces.photos import blurred, photo
+from testkit.faces.photos import blurred, photo
 
 OBAMA = ["obama_1", "obama_2", "obama_3"]
 DIFFERENT = ["obama_1", "obama_2", "biden_1", "biden_2", "rose_leslie_1", "rose_leslie_2"]

@@ -1,6 +1,6 @@
 """Enrolment clips: honest synthetic head turns are accepted, and every other kind of clip is refused, and why.
 
-Honest clips are 3D renders of one frontal photograph (tests/faces/clips.py: a synthetic stand-in for real
+Honest clips are 3D renders of one frontal photograph (testkit/faces/clips.py: a synthetic stand-in for real
 footage); attacks come from the same module. test_liveness.py holds the labelled set with the rates.
 """
 
@@ -23,8 +23,8 @@ from kinema.faces import (
     random_challenge,
 )
 from kinema.faces.enrolment import TURNED_FACE_MARGIN, _identity_outlier, analysed_indices
-from tests.faces.clips import head_turn_clip
-from tests.faces.photos import blurred, clip, photo, scaled
+from testkit.faces.clips import head_turn_clip
+from testkit.faces.photos import blurred, clip, photo, scaled
 
 FPS = 15
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from kinema.media.encode import encode_mp4
-from tests.media.factories import gradient_clip, solid_clip, top_level_boxes
+from testkit.media import gradient_clip, solid_clip, top_level_boxes
 
 
 def _decode(data: bytes) -> tuple[av.video.stream.VideoStream, np.ndarray, list[float]]:

@@ -8,7 +8,7 @@ from PIL import Image, ImageFile, JpegImagePlugin
 
 from kinema.media.errors import MediaError
 from kinema.media.images import decode_image
-from tests.media.factories import huge_black_png, image_bytes, webp_header_claiming
+from testkit.media import huge_black_png, image_bytes, webp_header_claiming
 
 LIMITS = {"max_bytes": 10_000_000, "max_pixels": 4096 * 4096}
 

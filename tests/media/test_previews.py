@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from kinema.media.previews import make_spritesheet, make_thumbnail, spritesheet_grid
-from tests.media.factories import solid_clip
+from testkit.media import solid_clip
 
 # Distinct, well separated colours so a tile or thumbnail can be traced back to its frame.
 PALETTE = [(int(r), int(g), int(b)) for r, g, b in np.random.default_rng(7).integers(0, 256, (81, 3))]

@@ -10,7 +10,7 @@ from kinema.media import video_decode
 from kinema.media.encode import encode_mp4
 from kinema.media.errors import MediaError
 from kinema.media.video_decode import DecodedVideo, decode_video, read_mp4
-from tests.media.factories import (
+from testkit.media import (
     encode_with_pyav,
     gradient_clip,
     image_bytes,

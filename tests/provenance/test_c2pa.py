@@ -40,7 +40,7 @@ from kinema.provenance.certs import (
     ensure_signing_identity,
     load_signing_identity,
 )
-from tests.media.factories import gradient_clip, image_bytes
+from testkit.media import gradient_clip, image_bytes
 
 MODEL = "wan2.1-t2v-1.3b"
 JOB_REF = "job_7f3c9a12e4b84d0c"

@@ -17,8 +17,8 @@ from PIL import Image
 
 from kinema.media.errors import MediaError
 from kinema.provenance.watermark import MAX_PIXELS, WatermarkPayload, detect, detect_image, detect_video, embed
-from tests.media.factories import huge_black_png, size_switch_webm
-from tests.provenance.test_watermark import realistic_clip, x264
+from testkit.media import huge_black_png, size_switch_webm
+from testkit.watermark_attacks import realistic_clip, x264
 
 PAYLOAD = WatermarkPayload(deployment_id=0x2A2A, job_tag=0x600DF00D)
 

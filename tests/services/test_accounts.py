@@ -9,7 +9,7 @@ import pytest
 from kinema.audit.checkpoint import CheckpointSigner
 from kinema.audit.log import AuditLog
 from kinema.db.session import make_engine, make_session_factory, upgrade_to_head
-from kinema.services.accounts import AccountService, DefaultLimits, PasswordPolicy
+from kinema.services.accounts import DefaultLimits, PasswordHashing, PasswordPolicy, Users, WebSessions
 from kinema.services.errors import Unauthorized
 
 
@@ -26,35 +26,32 @@ def test_idle_timeout_is_extended_by_use_but_the_absolute_one_is_not(db_url: str
     upgrade_to_head(engine)
     sessions = make_session_factory(engine)
     clock = Clock()
-    accounts = AccountService(
-        sessions,
-        AuditLog(sessions, CheckpointSigner.load_or_create(tmp_path / "audit.key"), clock=clock),
-        passwords=PasswordPolicy(memory_kib=19456, time_cost=2, parallelism=1),
-        defaults=DefaultLimits(100, 4, 600),
-        session_idle_seconds=60,
-        session_absolute_seconds=300,
-        clock=clock,
+    audit = AuditLog(sessions, CheckpointSigner.load_or_create(tmp_path / "audit.key"), clock=clock)
+    hashing = PasswordHashing(PasswordPolicy(memory_kib=19456, time_cost=2, parallelism=1))
+    users = Users(sessions, audit, hashing=hashing, defaults=DefaultLimits(100, 4, 600), clock=clock)
+    web_sessions = WebSessions(
+        sessions, audit, users=users, hashing=hashing, idle_seconds=60, absolute_seconds=300, clock=clock
     )
-    accounts.create_user("a@example.com", "a long enough password")
-    first = accounts.login("a@example.com", "a long enough password")
-    second = accounts.login("a@example.com", "a long enough password", replaces=first.cookie)
+    users.create_user("a@example.com", "a long enough password")
+    first = web_sessions.login("a@example.com", "a long enough password")
+    second = web_sessions.login("a@example.com", "a long enough password", replaces=first.cookie)
     assert second.cookie != first.cookie and second.csrf_token != first.csrf_token
     with pytest.raises(Unauthorized):
-        accounts.session_user(first.cookie)  # rotated away
+        web_sessions.session_user(first.cookie)  # rotated away
 
     for _ in range(9):  # active every 30 s for 270 s: never idle for 60 s
         clock.now += 30
-        accounts.session_user(second.cookie)
+        web_sessions.session_user(second.cookie)
     clock.now += 31  # 301 s after login: the absolute timeout ends it, however active
     with pytest.raises(Unauthorized) as err:
-        accounts.session_user(second.cookie)
+        web_sessions.session_user(second.cookie)
     assert err.value.code == "session_expired"
 
-    third = accounts.login("a@example.com", "a long enough password")
+    third = web_sessions.login("a@example.com", "a long enough password")
     clock.now += 59
-    accounts.session_user(third.cookie)
+    web_sessions.session_user(third.cookie)
     clock.now += 61  # idle for 61 s
     with pytest.raises(Unauthorized) as err:
-        accounts.session_user(third.cookie)
+        web_sessions.session_user(third.cookie)
     assert err.value.code == "session_expired"
     engine.dispose()

@@ -22,8 +22,8 @@ from kinema.services.auth import Principal
 from kinema.services.characters import CONSENT_VERSION, ConsentInput, Permissions
 from kinema.services.moderation import ModerationBlocked
 from kinema.services.options import CreateVideo, GenerationOptions
-from tests.faces.clips import encode_h264, head_turn_clip
-from tests.faces.photos import faces_dir, photo
+from testkit.faces.clips import encode_h264, head_turn_clip
+from testkit.faces.photos import faces_dir, photo
 from tests.factories import SMALL
 
 FAST = GenerationOptions(num_inference_steps=1)
@@ -48,15 +48,15 @@ def container(tmp_path: Path, models_dir: Path) -> Iterator[Container]:
 
 
 def _user(c: Container, email: str) -> Principal:
-    row = c.accounts.create_user(email, "a long enough password")
+    row = c.users.create_user(email, "a long enough password")
     return Principal(row.id, cohort=row.cohort)
 
 
 def _enrol(c: Container, who: Principal, name: str) -> CharacterRow:
-    challenge = c.characters.new_challenge(who)
-    # An honest head turn rendered in 3D from one photograph (tests/faces/clips.py, a stand-in for real footage).
+    challenge = c.enrolment.new_challenge(who)
+    # An honest head turn rendered in 3D from one photograph (testkit/faces/clips.py, a stand-in for real footage).
     frames = head_turn_clip(challenge.moves, "obama_1", seconds=3.5, fps=15, seed=3, amplitudes=(30, 30))
-    return c.characters.enrol(
+    return c.enrolment.enrol(
         who,
         name=name,
         video=encode_h264(frames, 15),
@@ -69,13 +69,13 @@ def test_revocation_after_enqueue_stops_the_job_at_the_worker(container: Contain
     c = container
     alice, bob = _user(c, "alice@example.com"), _user(c, "bob@example.com")
     likeness = _enrol(c, alice, "barack")
-    c.characters.set_permissions(alice, likeness.id, Permissions(visibility="users", allowed_users=[bob.id]))
+    c.likenesses.set_permissions(alice, likeness.id, Permissions(visibility="users", allowed_users=[bob.id]))
     video = c.videos.create(bob, CreateVideo(prompt="@barack on a boat", size=SMALL, seconds="1", options=FAST))
     assert video.characters == [likeness.id] and video.task == "i2v"
     # A worker claims it, then the owner revokes before the model runs.
     lease = c.queue.claim("w")
     assert lease is not None
-    c.characters.revoke(alice, likeness.id)
+    c.likenesses.revoke(alice, likeness.id)
     assert c.videos.get(bob.id, video.id).cancel_requested  # a running job is told to stop at its next step
     c.runner.run(JobContext(c.queue, lease, 0.05))
     row = c.videos.get(bob.id, video.id)
@@ -86,10 +86,10 @@ def test_revocation_cancels_queued_jobs_and_refunds(container: Container) -> Non
     c = container
     alice, bob = _user(c, "alice@example.com"), _user(c, "bob@example.com")
     likeness = _enrol(c, alice, "barack")
-    c.characters.set_permissions(alice, likeness.id, Permissions(visibility="everyone"))
+    c.likenesses.set_permissions(alice, likeness.id, Permissions(visibility="everyone"))
     queued = c.videos.create(bob, CreateVideo(prompt="@barack waves", size=SMALL, seconds="1", options=FAST))
     unrelated = c.videos.create(bob, CreateVideo(prompt="a beach", size=SMALL, seconds="1", options=FAST))
-    c.characters.set_permissions(alice, likeness.id, Permissions(visibility="private"))
+    c.likenesses.set_permissions(alice, likeness.id, Permissions(visibility="private"))
     assert c.videos.get(bob.id, queued.id).error_code == "likeness_not_permitted"
     assert c.videos.get(bob.id, unrelated.id).status == "queued"
 
@@ -98,7 +98,7 @@ def test_restrictions_bind_other_users_not_the_owner(container: Container) -> No
     c = container
     alice, bob = _user(c, "alice@example.com"), _user(c, "bob@example.com")
     likeness = _enrol(c, alice, "barack")
-    c.characters.set_permissions(
+    c.likenesses.set_permissions(
         alice, likeness.id, Permissions(visibility="everyone", restrictions="politics, election campaign")
     )
     with pytest.raises(ModerationBlocked) as err:
@@ -123,7 +123,7 @@ def test_retention_sweep_shreds_unused_and_revoked_likenesses(container: Contain
         )
     assert c.sweep() == [likeness.id]
     with pytest.raises(CryptoError):
-        c.characters.vault.decrypt(likeness.id, saved, "descriptor")
+        c.likeness_erasure.vault.decrypt(likeness.id, saved, "descriptor")
     assert not list((c.settings.data_dir / "blobs").glob("characters/*"))
 
 
@@ -133,7 +133,7 @@ def test_master_key_rotation_keeps_likenesses_readable(container: Container, tmp
     c = container
     alice = _user(c, "alice@example.com")
     likeness = _enrol(c, alice, "barack")
-    before = c.characters.vault.decrypt(likeness.id, likeness.descriptor, "descriptor")
+    before = c.likeness_erasure.vault.decrypt(likeness.id, likeness.descriptor, "descriptor")
     old_key = c.settings.resolved_master_key.read_bytes()
     _, _, n = rotate_master_key_file(c.settings.resolved_master_key, SqliteDataKeyStore(c.settings.resolved_key_store))
     assert n == 1 and c.settings.resolved_master_key.read_bytes() != old_key
@@ -175,7 +175,7 @@ def test_an_upload_showing_a_likeness_is_sealed_under_its_key_and_shredded_with_
     c = container
     alice, bob, carol = _user(c, "alice@example.com"), _user(c, "bob@example.com"), _user(c, "carol@example.com")
     likeness = _enrol(c, alice, "barack")
-    c.characters.set_permissions(alice, likeness.id, Permissions(visibility="everyone"))
+    c.likenesses.set_permissions(alice, likeness.id, Permissions(visibility="everyone"))
 
     # Bob uploads a photo of the enrolled person: the face guard ties it to the likeness, and it is stored sealed.
     photo_video = c.videos.create(
@@ -186,11 +186,13 @@ def test_an_upload_showing_a_likeness_is_sealed_under_its_key_and_shredded_with_
     (stored,) = _files(c, f"inputs/{photo_video.id}")
     sealed = stored.read_bytes()
     assert PNG_SIGNATURE not in sealed and b"IHDR" not in sealed  # no image at rest, not even its header
-    opened = c.characters.vault.unseal([likeness.id], sealed, input_purpose(f"inputs/{photo_video.id}/input_image.png"))
+    opened = c.likeness_erasure.vault.unseal(
+        [likeness.id], sealed, input_purpose(f"inputs/{photo_video.id}/input_image.png")
+    )
     assert opened.startswith(PNG_SIGNATURE)
     # Bound to its video and slot: the same ciphertext does not open as another video's input.
     with pytest.raises(CryptoError):
-        c.characters.vault.unseal([likeness.id], sealed, input_purpose("inputs/video_0/input_image.png"))
+        c.likeness_erasure.vault.unseal([likeness.id], sealed, input_purpose("inputs/video_0/input_image.png"))
 
     _run_queued(c)  # the worker opens it in memory and generates
     assert c.videos.get(bob.id, photo_video.id).status == "completed"
@@ -204,7 +206,7 @@ def test_an_upload_showing_a_likeness_is_sealed_under_its_key_and_shredded_with_
     # An extension of an uploaded clip of her: the clip is sealed too, and the worker opens it in memory.
     from kinema.media.encode import encode_mp4
     from kinema.services.options import ExtendVideo, VideoSource
-    from tests.faces.photos import clip
+    from testkit.faces.photos import clip
 
     upload = encode_mp4(clip([photo("obama_1")], repeat=6), 6)
     extension = c.videos.extend(
@@ -221,7 +223,7 @@ def test_an_upload_showing_a_likeness_is_sealed_under_its_key_and_shredded_with_
     unrelated = c.videos.create(carol, CreateVideo(prompt="a lighthouse", size=SMALL, seconds="1", options=FAST))
     _run_queued(c)
 
-    done = c.characters.delete(alice, likeness.id, keep_videos=True)
+    done = c.likeness_erasure.delete(alice, likeness.id, keep_videos=True)
     assert (done.videos_deleted, done.videos_kept) == (3, 1)
     for gone in (photo_video, remix, extension):
         with pytest.raises(NotFound):
@@ -229,7 +231,9 @@ def test_an_upload_showing_a_likeness_is_sealed_under_its_key_and_shredded_with_
         assert _files(c, f"inputs/{gone.id}") == [] and _files(c, f"videos/{gone.id}") == []
     # The saved ciphertext of the input is unreadable: its key is gone.
     with pytest.raises(CryptoError):
-        c.characters.vault.unseal([likeness.id], sealed, input_purpose(f"inputs/{photo_video.id}/input_image.png"))
+        c.likeness_erasure.vault.unseal(
+            [likeness.id], sealed, input_purpose(f"inputs/{photo_video.id}/input_image.png")
+        )
     assert c.videos.get(alice.id, own.id).status == "completed" and _files(c, f"videos/{own.id}")
     assert c.videos.get(carol.id, unrelated.id).status == "completed" and _files(c, f"videos/{unrelated.id}")
 
@@ -240,7 +244,7 @@ def test_deletion_without_keep_videos_takes_the_owners_videos_too_and_stops_queu
     c = container
     alice, bob = _user(c, "alice@example.com"), _user(c, "bob@example.com")
     likeness = _enrol(c, alice, "barack")
-    c.characters.set_permissions(alice, likeness.id, Permissions(visibility="users", allowed_users=[bob.id]))
+    c.likenesses.set_permissions(alice, likeness.id, Permissions(visibility="users", allowed_users=[bob.id]))
     own = c.videos.create(alice, CreateVideo(prompt="@barack waves", size=SMALL, seconds="1", options=FAST))
     _run_queued(c)
     queued = c.videos.create(bob, CreateVideo(prompt="@barack sails", size=SMALL, seconds="1", options=FAST))
@@ -248,7 +252,7 @@ def test_deletion_without_keep_videos_takes_the_owners_videos_too_and_stops_queu
     lease = c.queue.claim("w")  # a worker holds `queued` (the oldest) when the likeness is deleted
     assert lease is not None and lease.video_id == queued.id
 
-    done = c.characters.delete(alice, likeness.id)
+    done = c.likeness_erasure.delete(alice, likeness.id)
     assert (done.videos_deleted, done.videos_kept) == (3, 0)
     for owner, video in ((alice, own), (bob, queued), (bob, running)):
         with pytest.raises(NotFound):
@@ -266,7 +270,7 @@ def test_retention_sweep_and_account_deletion_delete_other_users_videos_of_the_p
     c = container
     alice, bob = _user(c, "alice@example.com"), _user(c, "bob@example.com")
     likeness = _enrol(c, alice, "barack")
-    c.characters.set_permissions(alice, likeness.id, Permissions(visibility="everyone"))
+    c.likenesses.set_permissions(alice, likeness.id, Permissions(visibility="everyone"))
     bobs = c.videos.create(bob, CreateVideo(prompt="@barack on a bike", size=SMALL, seconds="1", options=FAST))
     long_ago = time.time() - 400 * 86400
     with c.sessions.begin() as s:  # as if made and last used 400 days ago
@@ -280,10 +284,10 @@ def test_retention_sweep_and_account_deletion_delete_other_users_videos_of_the_p
         c.videos.get(bob.id, bobs.id)
 
     # Account deletion goes the same way: Bob's video made from an upload of Dave's face goes with Dave.
-    c.accounts.create_user("admin@example.com", "a long enough password", role="admin")  # a real deployment's
+    c.users.create_user("admin@example.com", "a long enough password", role="admin")  # a real deployment's
     dave = _user(c, "dave@example.com")
     daves = _enrol(c, dave, "dave")
-    c.characters.set_permissions(dave, daves.id, Permissions(visibility="everyone"))
+    c.likenesses.set_permissions(dave, daves.id, Permissions(visibility="everyone"))
     upload = c.videos.create(
         bob, CreateVideo(prompt="a portrait", size=SMALL, seconds="1", image=_png_of("obama_1"), options=FAST)
     )
@@ -301,7 +305,7 @@ def test_deletion_leaves_no_copy_in_sqlite_files_or_the_key_store(container: Con
     alice = _user(c, "alice@example.com")
     likeness = _enrol(c, alice, "barack")
     signature = "Barack Obama"  # the typed name _enrol signs with
-    stored = c.characters.vault.store.get(likeness.id)
+    stored = c.likeness_erasure.vault.store.get(likeness.id)
     assert stored is not None
     needles = {
         "descriptor ciphertext": bytes(likeness.descriptor)[-32:],
@@ -316,7 +320,7 @@ def test_deletion_leaves_no_copy_in_sqlite_files_or_the_key_store(container: Con
 
     before = raw(db, key_store)
     assert all(n in before for n in needles.values())  # the scan can see them while they exist
-    c.characters.delete(alice, likeness.id)
+    c.likeness_erasure.delete(alice, likeness.id)
     after = {"database": raw(db), "key store": raw(key_store)}
     leaks = [f"{what} in {where}" for what, n in needles.items() for where, data in after.items() if n in data]
     assert leaks == []
@@ -337,7 +341,7 @@ def test_deletion_finds_videos_through_uses_characters_and_sealed_inputs(
     try:
         cid, other = "char_" + "a" * 24, "char_" + "b" * 24
         for likeness_id, owner in ((cid, "user_alice"), (other, "user_dave")):
-            c.characters.vault.create(likeness_id)
+            c.likeness_erasure.vault.create(likeness_id)
             with c.sessions.begin() as s:
                 s.add(
                     CharacterRow(
@@ -377,7 +381,7 @@ def test_deletion_finds_videos_through_uses_characters_and_sealed_inputs(
             c.blobs.put(f"inputs/{v.id}/input_image.png", b"sealed")
             c.blobs.put(f"videos/{v.id}/1/video.mp4", b"mp4")
 
-        done = c.characters.delete(Principal("user_alice"), cid, keep_videos=True)
+        done = c.likeness_erasure.delete(Principal("user_alice"), cid, keep_videos=True)
         assert (done.videos_deleted, done.videos_kept) == (3, 1)
         with c.sessions() as s:
             left = {r.id: r for r in s.scalars(select(VideoRow))}
@@ -389,12 +393,12 @@ def test_deletion_finds_videos_through_uses_characters_and_sealed_inputs(
         for name in ("by_characters", "by_sealed_input", "by_usage_log"):
             gone = videos[name].id
             assert _files(c, f"inputs/{gone}") == [] and _files(c, f"videos/{gone}") == [], name
-        assert not c.characters.vault.has_key(cid) and c.characters.vault.has_key(other)
+        assert not c.likeness_erasure.vault.has_key(cid) and c.likeness_erasure.vault.has_key(other)
         # Not the owner: the same 404 as a missing likeness, whatever keep_videos says.
         from kinema.services.errors import NotFound
 
         with pytest.raises(NotFound):
-            c.characters.delete(Principal("user_bob"), other, keep_videos=True)
-        assert c.characters.vault.has_key(other)
+            c.likeness_erasure.delete(Principal("user_bob"), other, keep_videos=True)
+        assert c.likeness_erasure.vault.has_key(other)
     finally:
         c.close()

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from kinema.services.netaddr import client_ip, ip_allowed, network_of, parse_address, parse_networks
+from kinema.netaddr import client_ip, ip_allowed, network_of, parse_address, parse_networks
 
 PROXIES = parse_networks(["10.0.0.0/8", "192.0.2.10", "2001:db8:ffff::/48"])
 

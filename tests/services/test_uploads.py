@@ -24,7 +24,7 @@ from kinema.services.uploads import (
     reencode_video_upload,
     source_of_video,
 )
-from tests.media.factories import encode_with_pyav, huge_black_png, repeated_frames_webm, size_switch_webm
+from testkit.media import encode_with_pyav, huge_black_png, repeated_frames_webm, size_switch_webm
 
 
 @pytest.fixture(scope="module")

@@ -20,14 +20,16 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from kinema.audit.checkpoint import CheckpointSigner
+from kinema.audit.log import AuditLog
 from kinema.config import Settings
 from kinema.container import webhook_policy
 from kinema.crypto import SqliteDataKeyStore, open_file_vault
-from kinema.db.models import AlertRow, WebhookEndpointRow, WebhookOutboxRow
+from kinema.db.models import AlertRow, AuditEntryRow, WebhookEndpointRow, WebhookOutboxRow
 from kinema.db.session import make_engine, make_session_factory, upgrade_to_head
+from kinema.netaddr import IPAddress, parse_address
 from kinema.queue.store import JobQueue, Outputs
 from kinema.services.errors import InvalidRequest, NotFound
-from kinema.services.netaddr import IPAddress, parse_address
 from kinema.services.webhooks import (
     DeliveryPolicy,
     Target,
@@ -127,6 +129,7 @@ class Env:
     sessions: sessionmaker[Session]
     service: WebhookService
     queue: JobQueue
+    audit: AuditLog
 
 
 @pytest.fixture
@@ -139,8 +142,36 @@ def env(db_url: str, tmp_path: Path) -> Iterator[Env]:
         allow_http=True, allow_private=True, backoff_seconds=0.01, backoff_max_seconds=0.02, timeout_seconds=1.0
     )
     queue = JobQueue(sessions, lease_seconds=30, max_attempts=3, on_settled=record_video_events)
-    yield Env(sessions, WebhookService(sessions, vault, policy), queue)
+    audit = AuditLog(sessions, CheckpointSigner.load_or_create(tmp_path / "audit.key"))
+    yield Env(sessions, WebhookService(sessions, vault, policy, audit=audit), queue, audit)
     engine.dispose()
+
+
+def test_endpoint_changes_are_audited_with_the_host_only(env: Env) -> None:
+    """Create, update, rotate and delete each leave an audit entry by the owner; a token in the URL does not."""
+    made = env.service.create(
+        "user_a", name="n", url="http://127.0.0.1:8080/in?token=t0ken", event_types=["video.failed"]
+    )
+    env.service.update("user_a", made.row.id, name="n")  # no change: no entry
+    env.service.update("user_a", made.row.id, event_types=["video.failed", "video.completed"])
+    env.service.rotate_secret("user_a", made.row.id)
+    with pytest.raises(NotFound):
+        env.service.delete("user_b", made.row.id)  # someone else's: refused, and not audited
+    env.service.delete("user_a", made.row.id)
+    with env.sessions() as s:
+        entries = list(
+            s.scalars(select(AuditEntryRow).where(AuditEntryRow.target == made.row.id).order_by(AuditEntryRow.seq))
+        )
+    assert [(e.action, e.actor) for e in entries] == [
+        ("webhook.create", "user_a"),
+        ("webhook.update", "user_a"),
+        ("webhook.rotate_secret", "user_a"),
+        ("webhook.delete", "user_a"),
+    ]
+    assert {e.details["host"] for e in entries} == {"127.0.0.1"}
+    assert entries[1].details["event_types"] == ["video.completed", "video.failed"]
+    assert all("t0ken" not in json.dumps(e.details) for e in entries)
+    assert env.audit.verify().ok
 
 
 def _settle(env: Env, owner: str, *, fail: bool = False, stale: bool = False) -> str:

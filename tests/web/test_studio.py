@@ -1,130 +1,27 @@
 """The web studio in a real browser: Debian's Chromium (``/usr/bin/chromium``) driven by Playwright, against a
 real ``kinema serve`` with one in-process worker and the offline miniature model. One server and one browser
-for the whole module (tests run in file order and share them).
+for the whole module (the ``studio`` fixture of conftest.py; tests run in file order and share them).
 
-Every page visited by ``check_page`` is checked for console errors, CSP violations and serious accessibility
-violations (axe-core, run inside the page), and screenshotted at desktop and phone widths under
-``tests/web/output/`` (or ``$KINEMA_STUDIO_OUTPUT``).
+Every page visited by ``check_page`` (tests/web/browser.py) is checked for console errors, CSP violations and
+serious accessibility violations, and screenshotted at desktop and phone widths.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import numpy as np
 import openai
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright
 
-from tests.conftest import OWNER_EMAIL, PASSWORD, Proc, client_for, provision, start_server
+from testkit.server import OWNER_EMAIL, PASSWORD, client_for
+from tests.web.browser import CHROMIUM, OTHER_EMAIL, OUT, Studio, check_page, new_tab, sign_in
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-HERE = Path(__file__).parent
-AXE = (HERE / "axe.min.js").read_text()
-OUT = Path(os.environ.get("KINEMA_STUDIO_OUTPUT", HERE / "output"))
-WIDTHS = {"desktop": (1280, 800), "phone": (390, 844)}
-OTHER_EMAIL = "other@example.com"
 HOSTILE_PROMPT = 'A red fox <script>alert("x")</script> <img src=x onerror=alert(1)> & "quotes"'
-# Record CSP violations from the first moment of every document (an init script is not subject to the CSP).
-CSP_LISTENER = (
-    "window.__csp = [];"
-    "document.addEventListener('securitypolicyviolation',"
-    " e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));"
-)
-
-
-@dataclass
-class Studio:
-    server: Proc
-    browser: Browser
-    admin: dict[str, str]
-    playwright: Playwright | None = None
-    shots: list[Path] = field(default_factory=list)
-    state: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def base(self) -> str:
-        return self.server.base_url
-
-
-@pytest.fixture(scope="module")
-def studio(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Studio]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `apt-get install -y chromium` (scripts/install.sh test does it)")
-    from playwright.sync_api import sync_playwright
-
-    d = tmp_path_factory.mktemp("studio")
-    server = start_server(d / "data", f"sqlite:///{d / 'kinema.db'}", models_dir, workers=1)
-    other_key = provision(server.data_dir, server.db_url, OTHER_EMAIL)
-    admin = {"Authorization": f"Bearer {provision(server.data_dir, server.db_url, 'root@example.com', role='admin')}"}
-    OUT.mkdir(parents=True, exist_ok=True)
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            try:
-                yield Studio(server, browser, admin, playwright=pw, state={"other_key": other_key})
-            finally:
-                browser.close()
-    finally:
-        server.stop()
-
-
-@dataclass
-class Tab:
-    """A page plus everything it reported that a clean page must not."""
-
-    page: Page
-    problems: list[str]
-
-
-def new_tab(studio: Studio, context: BrowserContext | None = None) -> Tab:
-    ctx = context or studio.browser.new_context(viewport={"width": 1280, "height": 800})
-    ctx.add_init_script(CSP_LISTENER)
-    page = ctx.new_page()
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    return Tab(page, problems)
-
-
-def sign_in(studio: Studio, tab: Tab, email: str = OWNER_EMAIL) -> None:
-    page = tab.page
-    page.goto(f"{studio.base}/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{studio.base}/create")
-
-
-def check_page(studio: Studio, tab: Tab, name: str, *, expected_problems: tuple[str, ...] = ()) -> None:
-    """No console error, no CSP violation, no serious axe violation, at both widths; screenshots of each."""
-    page = tab.page
-    for label, (width, height) in WIDTHS.items():
-        page.set_viewport_size({"width": width, "height": height})
-        path = OUT / f"{name}-{label}.png"
-        page.screenshot(path=str(path), full_page=True)
-        studio.shots.append(path)
-        page.evaluate(AXE)  # evaluated by the test, not loaded by the page: no CSP change
-        violations = page.evaluate(
-            """async () => (await axe.run(document, {resultTypes: ['violations']})).violations
-                .filter(v => v.impact === 'serious' || v.impact === 'critical')
-                .map(v => v.id + ': ' + v.help + ' @ ' + v.nodes.map(n => n.target.join(' ')).join(', '))"""
-        )
-        assert violations == [], f"{name} at {label} width: {violations}"
-        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-        assert overflow <= 0, f"{name} scrolls sideways by {overflow}px at {label} width"
-    page.set_viewport_size({"width": 1280, "height": 800})
-    assert page.evaluate("window.__csp") == [], f"CSP violations on {name}"
-    unexpected = [p for p in tab.problems if not any(e in p for e in expected_problems)]
-    assert unexpected == [], f"console problems on {name}: {unexpected}"
-    tab.problems.clear()
 
 
 def api_status(studio: Studio, video_id: str) -> dict[str, object]:
@@ -331,8 +228,8 @@ def test_webcam_enrolment_then_a_granted_user_generates_and_the_owner_deletes_th
     studio: Studio, tmp_path: Path
 ) -> None:
     """Chromium's fake camera plays a synthetic clip of a real face photo turning left then right (the test
-    material of tests/faces); the challenge is random, so the page is reloaded until it asks for that order."""
-    from tests.faces.clips import head_turn_clip
+    material of testkit/faces); the challenge is random, so the page is reloaded until it asks for that order."""
+    from testkit.faces.clips import head_turn_clip
 
     moves = ["left", "right"]
     turns = head_turn_clip(moves, "obama_1", seconds=3.5, fps=15, seed=3, amplitudes=(30, 30))
@@ -354,7 +251,7 @@ def test_webcam_enrolment_then_a_granted_user_generates_and_the_owner_deletes_th
         browser = studio.playwright.chromium.launch(executable_path=CHROMIUM, args=flags)
         try:
             ctx = browser.new_context(viewport={"width": 1280, "height": 800}, permissions=["camera"])
-            owner = Studio(studio.server, browser, studio.admin, studio.shots)
+            owner = Studio(studio.server, browser, studio.admin, shots=studio.shots)
             tab = new_tab(owner, ctx)
             sign_in(owner, tab)
             page = tab.page

@@ -47,14 +47,18 @@ def create_app(container: Container, *, workers: int = 0) -> FastAPI:
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
     )
-    container.metrics = ops.metrics_registry(container)
+    app.state.metrics = ops.metrics_registry(container.sessions)
     app.state.container = container
     install_error_handlers(app)
     # Outermost last: security headers wrap everything, including the body cap's 413. The cap is ours,
     # not FastAPI's max_body_size, whose 413 is text/plain instead of the error envelope.
     max_upload = container.settings.max_upload_bytes
     app.add_middleware(BodyLimit, limit=body_limit(max_upload), max_upload_bytes=max_upload)
-    app.add_middleware(SecurityHeaders, container=container)
+    app.add_middleware(
+        SecurityHeaders,
+        secure_cookie=container.settings.session_cookie_secure,
+        trusted_proxies=container.trusted_proxies,
+    )
     app.include_router(ops.router)
     app.include_router(docs.router)
     app.include_router(characters_router)  # before videos: /v1/videos/characters is not a video id

@@ -12,6 +12,7 @@ from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from kinema.api.headers import security_headers
 from kinema.blobs import BlobNotFound, BlobStoreUnavailable
 from kinema.services.errors import ServiceError
 
@@ -130,8 +131,6 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        from kinema.api.middleware import security_headers  # (it imports this module)
-
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         # Sent from outside the middleware stack, so it carries the security headers itself.
         return envelope(

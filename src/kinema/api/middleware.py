@@ -6,54 +6,32 @@ the request body is never buffered here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kinema.api.deps import is_https
 from kinema.api.errors import envelope
-from kinema.container import Container
+from kinema.api.headers import security_headers
+from kinema.netaddr import IPNetwork
 from kinema.services.errors import PayloadTooLarge
-
-# JSON, media and text responses load nothing, run nothing and may not be framed.
-API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-# Pages (the API docs, the retention policy) load their scripts, styles and images from this origin
-# only: no inline script, no CDN, no eval.
-PAGE_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
-HSTS = "max-age=31536000; includeSubDomains"
-COMMON_HEADERS = {
-    "x-content-type-options": "nosniff",
-    "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
-    "cross-origin-opener-policy": "same-origin",
-}
-
-
-def security_headers(content_type: str, *, https: bool) -> dict[str, str]:
-    """The headers for one response: a strict CSP (looser for HTML pages, still 'self' only), no
-    sniffing, no framing, no referrer, and HSTS when the client reached us over https."""
-    page = content_type.split(";")[0].strip().lower() == "text/html"
-    headers = {**COMMON_HEADERS, "content-security-policy": PAGE_CSP if page else API_CSP}
-    if https:
-        headers["strict-transport-security"] = HSTS
-    return headers
 
 
 class SecurityHeaders:
     """Adds :func:`security_headers` to every HTTP response of the wrapped app."""
 
-    def __init__(self, app: ASGIApp, container: Container) -> None:
+    def __init__(self, app: ASGIApp, *, secure_cookie: bool | None, trusted_proxies: Sequence[IPNetwork] = ()) -> None:
         self.app = app
-        self.container = container
+        self.secure_cookie = secure_cookie
+        self.trusted_proxies = trusted_proxies
 
     def _https(self, scope: Scope) -> bool:
         # Same rule as the session cookie's Secure flag: the setting when given, else the connection.
-        from kinema.api.deps import is_https
-
-        forced = self.container.settings.session_cookie_secure
-        return forced if forced is not None else is_https(Request(scope), self.container)
+        if self.secure_cookie is not None:
+            return self.secure_cookie
+        return is_https(Request(scope), self.trusted_proxies)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

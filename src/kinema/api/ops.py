@@ -6,16 +6,16 @@ import logging
 import uuid
 from collections.abc import Iterator
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session, sessionmaker
 
-from kinema.api.deps import ContainerDep
+from kinema.api.deps import BlobsDep, SessionsDep
 from kinema.api.errors import envelope
-from kinema.container import Container
 from kinema.db.models import ModerationRefusalRow, VideoRow
 
 router = APIRouter(tags=["operations"])
@@ -30,18 +30,18 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", response_model=None)
-def readyz(container: ContainerDep) -> dict[str, str] | Response:
+def readyz(sessions: SessionsDep, blobs: BlobsDep) -> dict[str, str] | Response:
     """Ready when the database answers and the blob folder is writable."""
     try:
-        with container.sessions() as s:
+        with sessions() as s:
             s.execute(text("SELECT 1"))
     except Exception:
         log.exception("readiness: database check failed")
         return envelope(503, "Not ready: the database does not answer.", type="server_error", code="not_ready")
     probe = f"health/{uuid.uuid4().hex}"
     try:
-        container.blobs.put(probe, b"ok")
-        container.blobs.delete(probe)
+        blobs.put(probe, b"ok")
+        blobs.delete(probe)
     except Exception:
         log.exception("readiness: blob store check failed")
         return envelope(503, "Not ready: the blob store is not writable.", type="server_error", code="not_ready")
@@ -52,11 +52,11 @@ class QueueCollector:
     """Reads job counts and durations from the database at scrape time, so every worker process
     (in-process threads or separate ``kinema worker`` hosts) is counted, not just this one."""
 
-    def __init__(self, container: Container) -> None:
-        self._c = container
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
 
     def collect(self) -> Iterator[Metric]:
-        with self._c.sessions() as s:
+        with self._sessions() as s:
             counts = dict(s.execute(select(VideoRow.status, func.count()).group_by(VideoRow.status)).all())
             done = VideoRow.status == "completed"
             took = VideoRow.completed_at - VideoRow.started_at
@@ -85,14 +85,15 @@ class QueueCollector:
         )
 
 
-def metrics_registry(container: Container) -> CollectorRegistry:
+def metrics_registry(sessions: sessionmaker[Session]) -> CollectorRegistry:
     """A registry of this app's collectors (not the process-global one, so apps stay separate)."""
     registry = CollectorRegistry()
-    registry.register(QueueCollector(container))
+    registry.register(QueueCollector(sessions))
     return registry
 
 
 @router.get("/metrics", response_class=PlainTextResponse, responses={200: {"content": {"text/plain": {}}}})
-def metrics(container: ContainerDep) -> Response:
+def metrics(request: Request) -> Response:
     """Prometheus text format."""
-    return Response(generate_latest(container.metrics), media_type=CONTENT_TYPE_LATEST)
+    registry: CollectorRegistry = request.app.state.metrics  # set by create_app
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -16,13 +16,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any, cast
 
-from sqlalchemy import JSON, CursorResult, Float, Integer, String, Table, func, insert, select, update
+from sqlalchemy import CursorResult, Table, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from kinema.audit import merkle
 from kinema.audit.checkpoint import Checkpoint, CheckpointSigner, verify_signature
-from kinema.db.models import Base
+from kinema.db.models import AuditCheckpointRow, AuditEntryRow, AuditHeadRow
 
 ACTIONS = (
     # Not enforced (any short dotted name is accepted); the events the service is meant to record.
@@ -30,45 +30,6 @@ ACTIONS = (
     "invite.accept", "role.change", "service.pause", "service.resume", "video.create",
     "video.delete", "moderation.refusal", "admin.action",
 )  # fmt: skip
-
-
-class AuditEntryRow(Base):
-    """One audit event. ``leaf_hash`` is the RFC 6962 leaf hash of :func:`canonical_entry_bytes`."""
-
-    __tablename__ = "audit_log"
-
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    at: Mapped[float] = mapped_column(Float, index=True)
-    actor: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    action: Mapped[str] = mapped_column(String(64))
-    target: Mapped[str | None] = mapped_column(String(256), nullable=True)
-    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    leaf_hash: Mapped[str] = mapped_column(String(64))
-
-
-class AuditCheckpointRow(Base):
-    """A signed checkpoint of the log (see :class:`kinema.audit.checkpoint.Checkpoint`)."""
-
-    __tablename__ = "audit_checkpoints"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    size: Mapped[int] = mapped_column(Integer)
-    root_hex: Mapped[str] = mapped_column(String(64))
-    at: Mapped[float] = mapped_column(Float)
-    key_id: Mapped[str] = mapped_column(String(64))
-    signature_hex: Mapped[str] = mapped_column(String(128))
-
-    def to_checkpoint(self) -> Checkpoint:
-        return Checkpoint(self.size, self.root_hex, self.at, self.key_id, self.signature_hex)
-
-
-class AuditHeadRow(Base):
-    """The single row (id 1) whose lock serializes appends; ``next_seq`` is the next entry's seq."""
-
-    __tablename__ = "audit_head"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    next_seq: Mapped[int] = mapped_column(Integer)
 
 
 class AuditTamperError(RuntimeError):
@@ -185,6 +146,11 @@ def _check_against(
 # --- the log -------------------------------------------------------------------------------------
 
 
+def _as_checkpoint(row: AuditCheckpointRow) -> Checkpoint:
+    """The stored checkpoint ``row`` as a :class:`Checkpoint`."""
+    return Checkpoint(row.size, row.root_hex, row.at, row.key_id, row.signature_hex)
+
+
 class AuditLog:
     """Append-only, tamper-evident log of security events."""
 
@@ -265,7 +231,7 @@ class AuditLog:
     def latest_checkpoint(self) -> Checkpoint | None:
         with self._sessions() as session:
             row = session.scalars(select(AuditCheckpointRow).order_by(AuditCheckpointRow.id.desc()).limit(1)).first()
-            return row.to_checkpoint() if row else None
+            return _as_checkpoint(row) if row else None
 
     def checkpoint(self) -> Checkpoint:
         """Sign and store a checkpoint over all entries. Refuses (AuditTamperError) if the entries
@@ -276,7 +242,7 @@ class AuditLog:
             problems: list[str] = []
             leaves = _check_rows(rows, problems)
             if latest is not None:
-                _check_against(latest.to_checkpoint(), "stored", rows, leaves, self.signer.public_key_pem, problems)
+                _check_against(_as_checkpoint(latest), "stored", rows, leaves, self.signer.public_key_pem, problems)
             if problems:
                 raise AuditTamperError("; ".join(problems))
             cp = self.signer.sign(len(leaves), merkle.root(leaves).hex(), float(self._clock()))
@@ -321,7 +287,7 @@ class AuditLog:
             problems.append(f"entries missing: {last + 1}..{head - 1} (truncated below head counter {head})")
         checked: list[Checkpoint] = []
         if stored is not None:
-            checked.append(stored.to_checkpoint())
+            checked.append(_as_checkpoint(stored))
             _check_against(checked[-1], "stored", rows, leaves, self.signer.public_key_pem, problems)
         if checkpoint is not None:
             checked.append(checkpoint)

@@ -379,3 +379,40 @@ class WebhookDeliveryRow(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     duration_ms: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class AuditEntryRow(Base):
+    """One audit event (see :mod:`kinema.audit.log`). ``leaf_hash`` is the RFC 6962 leaf hash of
+    :func:`kinema.audit.log.canonical_entry_bytes`."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    actor: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    leaf_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCheckpointRow(Base):
+    """A signed checkpoint of the audit log (see :class:`kinema.audit.checkpoint.Checkpoint`)."""
+
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    size: Mapped[int] = mapped_column(Integer)
+    root_hex: Mapped[str] = mapped_column(String(64))
+    at: Mapped[float] = mapped_column(Float)
+    key_id: Mapped[str] = mapped_column(String(64))
+    signature_hex: Mapped[str] = mapped_column(String(128))
+
+
+class AuditHeadRow(Base):
+    """The audit log's single row (id 1) whose lock serializes appends; ``next_seq`` is the next entry's seq."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    next_seq: Mapped[int] = mapped_column(Integer)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
 
 import numpy as np
 from PIL import Image
@@ -31,6 +31,9 @@ ProgressFn = Callable[[int, int], None]
 
 CancelFn = Callable[[], bool]
 """Returns True when the job should stop; polled between denoising steps."""
+
+DEFAULT_STRENGTH: Final = 0.7
+"""How far an edit (``v2v``) moves from its source unless told otherwise; the one place this default lives."""
 
 
 class Cancelled(Exception):
@@ -59,7 +62,7 @@ class GenerationRequest:
     """First frame for ``i2v`` (an uploaded reference, or the last frame of a clip to extend)."""
     video: list[Image.Image] | None = None
     """Source frames for ``v2v``."""
-    strength: float = 0.7
+    strength: float = DEFAULT_STRENGTH
     """How far ``v2v`` may move away from the source (0 keeps it, 1 ignores it)."""
     reference_images: list[Image.Image] = field(default_factory=list)
     """Reference images for ``vace``."""

@@ -25,12 +25,11 @@ from huggingface_hub import snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError
 
 from kinema.engine.base import ModelNotAvailable, Task
+from kinema.engine.layout import BUILT_MARKER
 from kinema.engine.registry import ComponentSource, ModelSpec
 
 LOCK_FILE = "models.lock.json"
 HUB_CACHE_DIR = "hub"
-BUILT_MARKER = ".complete.json"
-"""Written last into a miniature's directory by its builder; its absence means "not (fully) built"."""
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _DEFAULT_BRANCH = "main"

@@ -11,7 +11,7 @@ from pathlib import Path
 import diffusers
 import transformers
 
-from kinema.engine.hub import BUILT_MARKER
+from kinema.engine.layout import BUILT_MARKER
 from kinema.engine.registry import TINY_TURBO_LORA, TINY_WAN
 
 TINY_BUILD_VERSION = 2

@@ -15,13 +15,14 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from kinema.blobs import BlobStore, BlobStoreUnavailable
 from kinema.db.models import VideoRow
 from kinema.engine.base import Cancelled, GenerationRequest, ModelNotAvailable
+from kinema.engine.frames import fit_image
 from kinema.engine.registry import ModelRegistry, UnknownModel
 from kinema.engine.runtime import Engine
 from kinema.media.encode import encode_mp4
@@ -30,7 +31,8 @@ from kinema.media.previews import make_spritesheet, make_thumbnail
 from kinema.media.video_decode import stream_mp4
 from kinema.queue.store import JobQueue, Outputs
 from kinema.queue.worker import JobContext
-from kinema.services.characters import MENTION, CharacterService, LikenessRevoked
+from kinema.services.characters import MENTION, LikenessRevoked, LikenessUse
+from kinema.services.jobparams import JobParams
 from kinema.services.pause import PauseService
 from kinema.services.provenance import Marks, ProvenanceService
 from kinema.services.purge import output_prefix
@@ -61,7 +63,7 @@ class GenerationRunner:
         *,
         visible_label: str | None = None,
         pause: PauseService | None = None,
-        characters: CharacterService | None = None,
+        characters: LikenessUse | None = None,
     ) -> None:
         self._pause = pause
         self._characters = characters
@@ -188,20 +190,20 @@ class GenerationRunner:
                 self._queue.fail(lease, "cancelled", "The video was cancelled.")
 
     def _inputs(self, row: VideoRow) -> _Inputs:
-        p = row.params
+        p = JobParams.from_json(row.params)
         image: Image.Image | None = None
         video: list[Image.Image] | None = None
         prefix_frames: np.ndarray | None = None
         size = (row.width, row.height)
         if row.input_image_key:
-            image = _fit(Image.open(io.BytesIO(self._input(row, row.input_image_key))).convert("RGB"), size)
+            image = fit_image(Image.open(io.BytesIO(self._input(row, row.input_image_key))).convert("RGB"), *size)
         elif row.characters and row.task == "i2v" and not row.input_video_key and self._characters is not None:
             # The likeness's reference crop, decrypted in this worker's memory only, is the first frame.
-            image = _fit(self._characters.reference_image(row.characters[0]), size)
+            image = fit_image(self._characters.reference_image(row.characters[0]), *size)
         if row.input_video_key:
             # Decoded one frame at a time; only the frames the job uses are kept, at the job's size.
             source = self._input(row, row.input_video_key)
-            if p.get("stitch"):  # an extension, or a remix of one: the whole clip at row.fps is the prefix
+            if p.stitch:  # an extension, or a remix of one: the whole clip at row.fps is the prefix
                 prefix = _pick_frames(source, row.fps, size, None)
                 prefix_frames = np.stack([np.asarray(f) for f in prefix])
                 image = prefix[-1]
@@ -214,14 +216,14 @@ class GenerationRunner:
             height=row.height,
             num_frames=row.num_frames,
             fps=row.fps,
-            num_inference_steps=int(p["num_inference_steps"]),
-            guidance_scale=float(p["guidance_scale"]),
-            seed=p.get("seed"),
-            negative_prompt=p.get("negative_prompt"),
+            num_inference_steps=p.num_inference_steps,
+            guidance_scale=p.guidance_scale,
+            seed=p.seed,
+            negative_prompt=p.negative_prompt,
             image=image,
             video=video,
-            strength=float(p.get("strength", 0.7)),
-            speed=p.get("speed", "exact"),
+            strength=p.edit_strength,
+            speed=p.speed,
         )
         return _Inputs(request, prefix_frames)
 
@@ -233,13 +235,6 @@ class GenerationRunner:
                 raise LikenessRevoked("This video's inputs are sealed under likeness keys this worker cannot use.")
             data = self._characters.open_input(list(row.inputs_sealed_by), key, data)
         return data
-
-
-def _fit(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """Scale and centre-crop to exactly ``size`` (width, height)."""
-    if image.size == size:
-        return image
-    return ImageOps.fit(image, size, method=Image.Resampling.LANCZOS)
 
 
 def _pick_frames(mp4: bytes, fps: int, size: tuple[int, int], count: int | None) -> list[Image.Image]:
@@ -262,7 +257,7 @@ def _pick_frames(mp4: bytes, fps: int, size: tuple[int, int], count: int | None)
             fitted: Image.Image | None = None
             while (count is None or len(picked) < count) and round(len(picked) * src_fps / fps) <= index:
                 if fitted is None:
-                    fitted = _fit(Image.fromarray(frame), size)
+                    fitted = fit_image(Image.fromarray(frame), *size)
                 picked.append(fitted)
             if count is not None and len(picked) >= count:
                 break
@@ -272,6 +267,6 @@ def _pick_frames(mp4: bytes, fps: int, size: tuple[int, int], count: int | None)
     del picked[wanted:]
     if len(picked) < wanted:  # source frames past the end: the last one repeats
         ends_on_last = picked and round((len(picked) - 1) * src_fps / fps) >= total - 1
-        tail = picked[-1] if ends_on_last else _fit(Image.fromarray(last), size)
+        tail = picked[-1] if ends_on_last else fit_image(Image.fromarray(last), *size)
         picked += [tail] * (wanted - len(picked))
     return picked

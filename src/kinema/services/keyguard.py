@@ -42,9 +42,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kinema.audit.log import AuditLog
 from kinema.db.models import AlertRow, ApiKeyRow, KeySightingRow
+from kinema.netaddr import network_of
 from kinema.services.auth import ClientInfo, Principal, new_id
 from kinema.services.errors import Unauthorized
-from kinema.services.netaddr import network_of
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kinema.audit.log import AuditLog
 from kinema.db.models import ApiKeyRow, UserRow
-from kinema.services.accounts import AccountService, ensure_admin_remains, serialize_admin_changes
+from kinema.netaddr import ip_allowed, parse_networks
+from kinema.services.accounts import Users, ensure_admin_remains, serialize_admin_changes
 from kinema.services.auth import (
     DEFAULT_KEY_SCOPES,
     SCOPES,
@@ -32,7 +33,6 @@ from kinema.services.auth import (
     role_scopes,
 )
 from kinema.services.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
-from kinema.services.netaddr import ip_allowed, parse_networks
 
 KEY_ID = re.compile(r"^key_[0-9a-f]{24}$")
 MAX_KEYS_PER_USER = 100
@@ -53,12 +53,12 @@ class KeyService:
         self,
         sessions: sessionmaker[Session],
         audit: AuditLog,
-        accounts: AccountService,
+        users: Users,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._sessions = sessions
         self._audit = audit
-        self._accounts = accounts
+        self._users = users
         self._clock = clock
 
     # -- manage ----------------------------------------------------------------------------------
@@ -76,7 +76,7 @@ class KeyService:
     ) -> NewKey:
         """A new key for ``user_id``. Scopes must be ones the user's role allows and, when created with
         another key (``granted_by``), ones that key holds: a key can never mint a stronger one."""
-        user = self._accounts.get_user(user_id)
+        user = self._users.get_user(user_id)
         name = name.strip()
         if not 1 <= len(name) <= 128:
             raise InvalidRequest("Invalid value for 'name': 1 to 128 characters.", param="name")
@@ -234,7 +234,7 @@ class KeyService:
                     "This API key may not be used from your address (see the key's IP allowlist).",
                     code="ip_not_allowed",
                 )
-            limits = self._accounts.limits_for(s, user)
+            limits = self._users.limits_for(s, user)
         if key.last_used_at is None or now - key.last_used_at > 10 or key.last_used_ip != client.ip:
             with self._sessions.begin() as s:
                 s.execute(

@@ -6,12 +6,12 @@ import time
 import uuid
 from pathlib import Path
 
-from PIL import ImageOps
 from tqdm import tqdm
 
 from kinema.config import Settings
 from kinema.container import build_provenance, build_registry
 from kinema.engine.base import GenerationRequest, Task
+from kinema.engine.frames import fit_image
 from kinema.engine.runtime import Engine
 from kinema.media.encode import encode_mp4
 from kinema.media.images import decode_image
@@ -42,7 +42,7 @@ def generate_locally(
         decoded = decode_image(
             image.read_bytes(), max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
         )
-        first_frame = ImageOps.fit(decoded, (p.width, p.height))
+        first_frame = fit_image(decoded, p.width, p.height)
     task: Task = "i2v" if first_frame is not None else "t2v"
     engine = Engine(
         registry,

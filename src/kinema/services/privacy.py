@@ -36,10 +36,12 @@ from kinema.db.models import (
     UsageChargeRow,
     UserRow,
     VideoRow,
+    WebhookDeliveryRow,
+    WebhookEndpointRow,
     WebSessionRow,
 )
 from kinema.services.accounts import admin_can_sign_in, ensure_admin_remains
-from kinema.services.characters import CharacterService, chip_key
+from kinema.services.characters import LikenessErasure, chip_key
 from kinema.services.purge import scrub_deleted
 from kinema.services.videos import VideoService
 from kinema.services.webhooks import WebhookService
@@ -57,7 +59,7 @@ class PrivacyService:
         sessions: sessionmaker[Session],
         blobs: BlobStore,
         videos: VideoService,
-        characters: CharacterService,
+        characters: LikenessErasure,
         audit: AuditLog,
         clock: Callable[[], float] = time.time,
         webhooks: WebhookService | None = None,
@@ -101,6 +103,20 @@ class PrivacyService:
             events = list(
                 s.scalars(select(AuditEntryRow).where(AuditEntryRow.actor == user_id).order_by(AuditEntryRow.seq))
             )
+            hooks = list(
+                s.scalars(
+                    select(WebhookEndpointRow)
+                    .where(WebhookEndpointRow.owner_id == user_id)
+                    .order_by(WebhookEndpointRow.created_at)
+                )
+            )
+            deliveries = list(
+                s.scalars(
+                    select(WebhookDeliveryRow)
+                    .where(WebhookDeliveryRow.endpoint_id.in_([h.id for h in hooks]))
+                    .order_by(WebhookDeliveryRow.id)
+                )
+            )
         for v in videos:
             if v.status == "completed" and v.video_key:
                 with contextlib.suppress(BlobNotFound):  # deleted meanwhile
@@ -137,6 +153,9 @@ class PrivacyService:
             "likeness_uses_by_you": [_row_dict(u) for u in own_uses],
             "key_sightings": [_row_dict(k, skip=("id",)) for k in sightings],
             "moderation_refusals": [_row_dict(r, skip=("id",)) for r in refusals],
+            # Endpoints without their signing secrets (ciphertext, useless to the reader), and their delivery log.
+            "webhook_endpoints": [_row_dict(h, skip=("secret", "old_secret")) for h in hooks],
+            "webhook_deliveries": [_row_dict(d, skip=("id",)) for d in deliveries],
             "security_events": [
                 {"seq": e.seq, "at": e.at, "action": e.action, "target": e.target, "details": e.details} for e in events
             ],

@@ -30,8 +30,7 @@ from typing import Any, Literal, cast, get_args
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from kinema.audit.log import AuditEntryRow
-from kinema.db.models import ModerationRefusalRow, VideoRow
+from kinema.db.models import AuditEntryRow, ModerationRefusalRow, VideoRow
 from kinema.services.errors import InvalidRequest
 
 Period = Literal["day", "week", "month"]

@@ -15,8 +15,8 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
+from dataclasses import dataclass, replace
+from typing import Concatenate, Literal, ParamSpec, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -27,16 +27,17 @@ from kinema.audit.log import AuditLog
 from kinema.blobs import BlobStore
 from kinema.db.models import CharacterRow, VideoRow
 from kinema.db.usage import refund_in
-from kinema.engine.base import Task
+from kinema.engine.base import DEFAULT_STRENGTH, Speed, Task
 from kinema.engine.registry import ModelRegistry, ModelSpec, UnknownModel, UnsupportedRequest
 from kinema.services import planning
 from kinema.services.auth import Principal
-from kinema.services.characters import CharacterService
+from kinema.services.characters import LikenessUse
 from kinema.services.errors import (
     Conflict,
     InvalidRequest,
     NotFound,
 )
+from kinema.services.jobparams import JobParams
 from kinema.services.moderation import PromptGuard
 from kinema.services.options import CreateVideo, EditVideo, ExtendVideo, GenerationOptions, VideoSource
 from kinema.services.pause import PauseService
@@ -53,7 +54,6 @@ from kinema.services.uploads import (
 
 Variant = Literal["video", "thumbnail", "spritesheet"]
 MEDIA_TYPES: dict[str, str] = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet": "image/jpeg"}
-DEFAULT_EDIT_STRENGTH = 0.7
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ class VideoService:
         on_enqueue: Callable[[], None] = lambda: None,
         admission: Admission | None = None,
         pause: PauseService | None = None,
-        characters: CharacterService | None = None,
+        characters: LikenessUse | None = None,
         on_settled: Callable[[Session, Sequence[str], float], object] | None = None,
     ) -> None:
         self._on_settled = on_settled  # e.g. webhook events, written in the cancelling transaction
@@ -156,7 +156,7 @@ class VideoService:
             spec, task, "input_reference" if req.image is not None else "characters" if likenesses else "model"
         )
         plan = self._plan(spec, req.size, req.seconds, req.options)
-        params = self._params(spec, req.options, {})
+        params = self._params(spec, req.options)
         image_png = None
         if req.image is not None:
             with self._limits.gate.slot("input_reference"):  # decoding and face analysis, a few at a time
@@ -179,16 +179,17 @@ class VideoService:
         likenesses = self._likenesses(principal, list(src.characters or []), prompt)
         spec = self._model(src.model)
         video_id = new_video_id()
+        source = JobParams.from_json(src.params)
         plan = Plan(src.width, src.height, src.num_frames, src.fps, src.seconds)
         if options.fps is not None and options.fps != src.fps:
-            if src.params.get("stitch"):
+            if source.stitch:
                 raise InvalidRequest(
                     "fps cannot be changed when remixing an extension: its length includes the source clip.",
                     param="fps",
                     code="unsupported_value",
                 )
-            plan = self._plan(spec, src.size, src.params.get("requested_seconds", src.seconds), options)
-        params = self._params(spec, options, src.params)
+            plan = self._plan(spec, src.size, source.requested_seconds or src.seconds, options)
+        params = self._params(spec, options, source)
         row = self._row(video_id, principal, "remix", src.task, spec, prompt, plan, params)
         row.remixed_from_video_id = src.id
         row.source_video_id = src.source_video_id
@@ -210,7 +211,7 @@ class VideoService:
         seconds = _seconds_for(spec, clip.frame_count / clip.fps)
         num_frames = self._frames(spec, seconds, req.options)
         plan = Plan(width, height, num_frames, req.options.fps or spec.fps, seconds)
-        params = self._params(spec, req.options, {"strength": DEFAULT_EDIT_STRENGTH})
+        params = replace(self._params(spec, req.options), strength=DEFAULT_STRENGTH)
         return self._enqueue_with_source(principal, "edit", "v2v", spec, req.prompt, plan, params, src_row, clip)
 
     @_holding_an_upload_slot("video")
@@ -222,7 +223,7 @@ class VideoService:
         source_seconds = float(src_row.seconds) if src_row else clip.frame_count / clip.fps
         total = _format_seconds(source_seconds + float(req.seconds))
         plan = Plan(width, height, new_frames, req.options.fps or spec.fps, total)
-        params = self._params(spec, req.options, {"stitch": True})
+        params = replace(self._params(spec, req.options), stitch=True)
         return self._enqueue_with_source(principal, "extend", "i2v", spec, req.prompt, plan, params, src_row, clip)
 
     def _with_source(
@@ -357,32 +358,51 @@ class VideoService:
     def _frames(self, spec: ModelSpec, seconds: str, options: GenerationOptions) -> int:
         return planning.frames_for(self._registry, spec, seconds, options)
 
-    def _params(self, spec: ModelSpec, options: GenerationOptions, base: dict[str, Any]) -> dict[str, Any]:
-        if options.speed is not None and options.speed != base.get("speed", spec.default_speed):
-            # A remix that changes the preset takes the new preset's steps and guidance, not the source's.
-            base = {k: v for k, v in base.items() if k not in ("num_inference_steps", "guidance_scale")}
-        params = options.merged_over(base)
-        params.setdefault("seed", secrets.randbelow(2**32))
-        speed = params.setdefault("speed", spec.default_speed)
-        if speed not in spec.speeds():
-            raise InvalidRequest(
-                f"Invalid value for 'speed': model '{spec.name}' offers {', '.join(spec.speeds())}, not {speed!r}.",
-                param="speed",
-                code="unsupported_value",
-            )
-        if speed == "turbo" and spec.turbo is not None:
-            params.setdefault("num_inference_steps", spec.turbo.steps)
-            params.setdefault("guidance_scale", spec.turbo.guidance)
-        params.setdefault("num_inference_steps", spec.default_steps)
-        params.setdefault("guidance_scale", spec.default_guidance)
-        if params["num_inference_steps"] > self._limits.max_inference_steps:
+    def _params(self, spec: ModelSpec, options: GenerationOptions, source: JobParams | None = None) -> JobParams:
+        """The job's settings: the given options, else the remixed job's (``source``), else the model's defaults."""
+        inherited_speed = source.speed if source is not None else spec.default_speed
+        speed = self._speed(spec, options.speed if options.speed is not None else inherited_speed)
+        steps, guidance = _steps_and_guidance(spec, options, speed, source)
+        if steps > self._limits.max_inference_steps:
             raise InvalidRequest(
                 f"num_inference_steps may be at most {self._limits.max_inference_steps}.",
                 param="num_inference_steps",
                 code="unsupported_value",
             )
-        params.pop("fps", None)
-        return params
+        seed = options.seed
+        if seed is None:
+            seed = source.seed if source is not None and source.seed is not None else secrets.randbelow(2**32)
+        negative_prompt = options.negative_prompt
+        if negative_prompt is None and source is not None:
+            negative_prompt = source.negative_prompt
+        if source is None:
+            return JobParams(
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                seed=seed,
+                negative_prompt=negative_prompt,
+                speed=speed,
+            )
+        # A remix also keeps what its source job was: an edit's strength, an extension's stitch, the clip.
+        return replace(
+            source,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            seed=seed,
+            negative_prompt=negative_prompt,
+            speed=speed,
+        )
+
+    def _speed(self, spec: ModelSpec, speed: str) -> Speed:
+        """``speed`` if the model offers that preset, else 400."""
+        for offered in spec.speeds():
+            if offered == speed:
+                return offered
+        raise InvalidRequest(
+            f"Invalid value for 'speed': model '{spec.name}' offers {', '.join(spec.speeds())}, not {speed!r}.",
+            param="speed",
+            code="unsupported_value",
+        )
 
     def _row(
         self,
@@ -393,7 +413,7 @@ class VideoService:
         spec: ModelSpec,
         prompt: str,
         plan: Plan,
-        params: dict[str, Any],
+        params: JobParams,
     ) -> VideoRow:
         return VideoRow(
             id=video_id,
@@ -410,7 +430,7 @@ class VideoService:
             height=plan.height,
             num_frames=plan.num_frames,
             fps=plan.fps,
-            params={**params, "requested_seconds": plan.seconds},
+            params=replace(params, requested_seconds=plan.seconds).to_json(),
             status="queued",
             progress=0,
             cancel_requested=False,
@@ -478,7 +498,7 @@ class VideoService:
         spec: ModelSpec,
         prompt: str,
         plan: Plan,
-        params: dict[str, Any],
+        params: JobParams,
         src_row: VideoRow | None,
         clip: SourceClip,
     ) -> VideoRow:
@@ -487,13 +507,13 @@ class VideoService:
         else:  # an upload: the face guard looks at frames spread over the clip
             likenesses = self._face_guard(principal, clip.guard_frames, "video", prompt)
         video_id = new_video_id()
+        params = replace(params, source_frames=clip.frame_count, source_fps=float(clip.fps))
         row = self._row(video_id, principal, kind, task, spec, prompt, plan, params)
         row.characters = [c.id for c in likenesses]
         row.source_video_id = src_row.id if src_row else None
-        row.input_video_key = f"{input_prefix(video_id)}/source.mp4"
         # Our own video as stored, or an upload re-encoded by us as it was decoded (reencode_video_upload): the
         # worker then reads a trusted file, and the uploader's container metadata (GPS, device, names) is not kept.
-        row.params = {**row.params, "source_frames": clip.frame_count, "source_fps": float(clip.fps)}
+        row.input_video_key = f"{input_prefix(video_id)}/source.mp4"
         return self._enqueue(principal, row, {"source.mp4": clip.mp4}, likenesses)
 
     def _open_input(self, row: VideoRow, key: str) -> bytes:
@@ -546,6 +566,24 @@ class VideoService:
         rows = self._characters.guard_upload(principal, frames, param)
         self._check_restrictions(principal, rows, prompt)
         return rows
+
+
+def _steps_and_guidance(
+    spec: ModelSpec, options: GenerationOptions, speed: Speed, source: JobParams | None
+) -> tuple[int, float]:
+    """Each the given value, else the remixed job's, else the preset's (turbo), else the model's default.
+
+    A remix that changes the preset takes the new preset's steps and guidance, not the source's.
+    """
+    kept = source if source is not None and source.speed == speed else None
+    turbo = spec.turbo if speed == "turbo" else None
+    steps = options.num_inference_steps
+    if steps is None:
+        steps = kept.num_inference_steps if kept else turbo.steps if turbo else spec.default_steps
+    guidance = options.guidance_scale
+    if guidance is None:
+        guidance = kept.guidance_scale if kept else turbo.guidance if turbo else spec.default_guidance
+    return steps, guidance
 
 
 def _png(image: Image.Image) -> bytes:

@@ -41,11 +41,12 @@ from urllib.parse import urlsplit
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from kinema.audit.log import AuditLog
 from kinema.crypto.vault import LikenessVault
 from kinema.db.models import AlertRow, VideoRow, WebhookDeliveryRow, WebhookEndpointRow, WebhookOutboxRow
+from kinema.netaddr import IPAddress, parse_address
 from kinema.services.auth import new_id
 from kinema.services.errors import InvalidRequest, NotFound
-from kinema.services.netaddr import IPAddress, parse_address
 
 log = logging.getLogger(__name__)
 
@@ -357,6 +358,7 @@ class WebhookService:
         vault: LikenessVault,
         policy: DeliveryPolicy,
         *,
+        audit: AuditLog | None = None,
         resolver: Resolver = system_resolver,
         clock: Clock = time.time,
         tls: ssl.SSLContext | None = None,
@@ -364,6 +366,7 @@ class WebhookService:
         self._sessions = sessions
         self._vault = vault  # each endpoint's secret is sealed under its own data key
         self.policy = policy
+        self._audit = audit  # endpoint changes are security events: a webhook sends video links elsewhere
         self._resolve = resolver
         self._clock = clock
         self._tls = tls
@@ -392,6 +395,12 @@ class WebhookService:
         if not event_types:
             raise InvalidRequest("Invalid 'event_types': name at least one.", param="event_types", code="invalid_value")
         return sorted(set(event_types))
+
+    def _record(self, action: str, owner_id: str, row: WebhookEndpointRow, **details: Any) -> None:
+        """An audit entry for a change to an endpoint: its host only, since a URL may carry a token."""
+        if self._audit is not None:
+            host = urlsplit(row.url).hostname or ""
+            self._audit.append(action, actor=owner_id, target=row.id, details={"host": host, **details})
 
     def _seal(self, endpoint_id: str, secret: str) -> bytes:
         return self._vault.encrypt(endpoint_id, secret.encode(), _SECRET_PURPOSE)
@@ -423,6 +432,7 @@ class WebhookService:
         )
         with self._sessions.begin() as s:
             s.add(row)
+        self._record("webhook.create", owner_id, row, event_types=types)
         return Created(row, secret)
 
     def get(self, owner_id: str, endpoint_id: str) -> WebhookEndpointRow:
@@ -480,8 +490,11 @@ class WebhookService:
                 row.disabled_reason = None if enabled else "disabled by its owner"
                 if enabled:
                     row.consecutive_failures = 0
-            if (row.name, row.url, list(row.event_types), row.enabled) != before:
+            changed = (row.name, row.url, list(row.event_types), row.enabled) != before
+            if changed:
                 row.updated_at = self._clock()
+        if changed:
+            self._record("webhook.update", owner_id, row, event_types=list(row.event_types), enabled=row.enabled)
         return row
 
     def delete(self, owner_id: str, endpoint_id: str) -> None:
@@ -492,6 +505,7 @@ class WebhookService:
             s.execute(delete(WebhookDeliveryRow).where(WebhookDeliveryRow.endpoint_id == row.id))
             s.delete(row)
         self._vault.shred(endpoint_id)
+        self._record("webhook.delete", owner_id, row)
 
     def rotate_secret(self, owner_id: str, endpoint_id: str, *, keep_old_for_24_hours: bool = False) -> Created:
         """A new signing secret; the old one stops at once, or after 24 h (deliveries carry both meanwhile)."""
@@ -506,6 +520,7 @@ class WebhookService:
             row.secret = self._seal(row.id, secret)
             row.secret_hint = secret_hint(secret)
             row.updated_at = now
+        self._record("webhook.rotate_secret", owner_id, row, keep_old_for_24_hours=keep_old_for_24_hours)
         return Created(row, secret)
 
     def test(self, owner_id: str, endpoint_id: str, event_type: str) -> PostResult:

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from kinema.api.deps import ContainerDep
+from kinema.api.deps import SettingsDep
 from kinema.config import Settings
 
 router = APIRouter(tags=["policy"])
@@ -78,15 +78,15 @@ def retention_policy(settings: Settings) -> dict[str, Any]:
 
 
 @router.get("/v1/policy/retention")
-def retention_json(container: ContainerDep) -> dict[str, Any]:
+def retention_json(settings: SettingsDep) -> dict[str, Any]:
     """What is stored, why, and for how long (from the live settings)."""
-    return retention_policy(container.settings)
+    return retention_policy(settings)
 
 
 @router.get("/policy/retention", response_class=HTMLResponse)
-def retention_page(container: ContainerDep) -> HTMLResponse:
+def retention_page(settings: SettingsDep) -> HTMLResponse:
     """The same policy as a page."""
-    policy = retention_policy(container.settings)
+    policy = retention_policy(settings)
     rows = "".join(
         "<tr>" + "".join(f"<td>{html.escape(item[k])}</td>" for k in ("data", "why", "how", "kept")) + "</tr>"
         for item in policy["items"]

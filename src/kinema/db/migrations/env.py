@@ -5,7 +5,6 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-import kinema.audit.log  # noqa: F401  (registers the audit tables on Base.metadata)
 from kinema.db.models import Base
 
 config = context.config

@@ -10,7 +10,17 @@ import time
 
 from fastapi import APIRouter, Depends
 
-from kinema.api.deps import AdminPrincipal, ContainerDep, require_admin
+from kinema.api.deps import (
+    AdminPrincipal,
+    AlertsDep,
+    CohortsDep,
+    InvitesDep,
+    KeyServiceDep,
+    PauseServiceDep,
+    SettingsDep,
+    UsersDep,
+    require_admin,
+)
 from kinema.api.v1.accounts.protocol import Alert, AlertList, ApiKey, ApiKeyList, User
 from kinema.api.v1.admin.protocol import (
     Cohort,
@@ -34,21 +44,21 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(req
 
 
 @router.get("/users", response_model=UserList)
-def list_users(admin: AdminPrincipal, container: ContainerDep, cohort: str | None = None) -> UserList:
+def list_users(admin: AdminPrincipal, users: UsersDep, cohort: str | None = None) -> UserList:
     """Every account, oldest first (optionally one cohort's)."""
-    return UserList(data=[User.from_row(r) for r in container.accounts.list_users(cohort=cohort)])
+    return UserList(data=[User.from_row(r) for r in users.list_users(cohort=cohort)])
 
 
 @router.get("/users/{user_id}", response_model=User)
-def get_user(user_id: str, admin: AdminPrincipal, container: ContainerDep) -> User:
+def get_user(user_id: str, admin: AdminPrincipal, users: UsersDep) -> User:
     """One account."""
-    return User.from_row(container.accounts.get_user(user_id))
+    return User.from_row(users.get_user(user_id))
 
 
 @router.patch("/users/{user_id}", response_model=User)
-def update_user(user_id: str, body: UserUpdateBody, admin: AdminPrincipal, container: ContainerDep) -> User:
+def update_user(user_id: str, body: UserUpdateBody, admin: AdminPrincipal, users: UsersDep) -> User:
     """Change an account's role, cohort, limit overrides, or disable it (which ends its sessions)."""
-    row = container.accounts.update_user(
+    row = users.update_user(
         admin.id,
         user_id,
         role=body.role,
@@ -60,95 +70,95 @@ def update_user(user_id: str, body: UserUpdateBody, admin: AdminPrincipal, conta
 
 
 @router.post("/invites", response_model=InviteCreated, status_code=201)
-def create_invite(body: InviteCreateBody, admin: AdminPrincipal, container: ContainerDep) -> InviteCreated:
+def create_invite(body: InviteCreateBody, admin: AdminPrincipal, invites: InvitesDep) -> InviteCreated:
     """A single-use invite for one email into a cohort; the code is in this response only."""
-    new = container.accounts.create_invite(admin.id, body.email, cohort=body.cohort, ttl_seconds=body.expires_in)
+    new = invites.create_invite(admin.id, body.email, cohort=body.cohort, ttl_seconds=body.expires_in)
     return InviteCreated(**Invite.from_row(new.row, time.time()).model_dump(), code=new.code)
 
 
 @router.get("/invites", response_model=InviteList)
-def list_invites(admin: AdminPrincipal, container: ContainerDep, cohort: str | None = None) -> InviteList:
+def list_invites(admin: AdminPrincipal, invites: InvitesDep, cohort: str | None = None) -> InviteList:
     """Every invite (never its code)."""
     now = time.time()
-    return InviteList(data=[Invite.from_row(r, now) for r in container.accounts.list_invites(cohort=cohort)])
+    return InviteList(data=[Invite.from_row(r, now) for r in invites.list_invites(cohort=cohort)])
 
 
 @router.delete("/invites/{invite_id}", response_model=Invite)
-def revoke_invite(invite_id: str, admin: AdminPrincipal, container: ContainerDep) -> Invite:
+def revoke_invite(invite_id: str, admin: AdminPrincipal, invites: InvitesDep) -> Invite:
     """Revoke an unused invite."""
-    return Invite.from_row(container.accounts.revoke_invite(admin.id, invite_id), time.time())
+    return Invite.from_row(invites.revoke_invite(admin.id, invite_id), time.time())
 
 
 @router.get("/cohorts", response_model=CohortList)
-def list_cohorts(admin: AdminPrincipal, container: ContainerDep) -> CohortList:
+def list_cohorts(admin: AdminPrincipal, cohorts: CohortsDep) -> CohortList:
     """Cohorts with their effective default limits and member counts."""
-    return CohortList(data=[Cohort(**c) for c in container.accounts.list_cohorts()])
+    return CohortList(data=[Cohort(**c) for c in cohorts.list_cohorts()])
 
 
 @router.put("/cohorts/{name}", response_model=Cohort)
-def set_cohort(name: str, body: CohortBody, admin: AdminPrincipal, container: ContainerDep) -> Cohort:
+def set_cohort(name: str, body: CohortBody, admin: AdminPrincipal, cohorts: CohortsDep) -> Cohort:
     """Set a cohort's default limits (users' own overrides still win)."""
-    container.accounts.set_cohort_limits(admin.id, name, body.limits.model_dump(exclude_none=True))
-    return next(Cohort(**c) for c in container.accounts.list_cohorts() if c["name"] == name)
+    cohorts.set_cohort_limits(admin.id, name, body.limits.model_dump(exclude_none=True))
+    return next(Cohort(**c) for c in cohorts.list_cohorts() if c["name"] == name)
 
 
 @router.post("/cohorts/{name}/revoke", response_model=CohortRevoked)
-def revoke_cohort(name: str, admin: AdminPrincipal, container: ContainerDep) -> CohortRevoked:
+def revoke_cohort(name: str, admin: AdminPrincipal, cohorts: CohortsDep) -> CohortRevoked:
     """Revoke every API key of the cohort's users and every unused invite of the cohort, in one call."""
-    done = container.accounts.revoke_cohort(admin.id, name)
+    done = cohorts.revoke_cohort(admin.id, name)
     return CohortRevoked(name=name, keys_revoked=done["keys_revoked"], invites_revoked=done["invites_revoked"])
 
 
 @router.get("/keys", response_model=ApiKeyList)
-def list_all_keys(admin: AdminPrincipal, container: ContainerDep, user_id: str | None = None) -> ApiKeyList:
+def list_all_keys(admin: AdminPrincipal, keys: KeyServiceDep, user_id: str | None = None) -> ApiKeyList:
     """Every API key (optionally one user's), newest first."""
     now = time.time()
-    return ApiKeyList(data=[ApiKey.from_row(r, now) for r in container.keys.list(user_id)])
+    return ApiKeyList(data=[ApiKey.from_row(r, now) for r in keys.list(user_id)])
 
 
 @router.patch("/keys/{key_id}", response_model=ApiKey)
-def update_key(key_id: str, body: KeyUpdateBody, admin: AdminPrincipal, container: ContainerDep) -> ApiKey:
+def update_key(key_id: str, body: KeyUpdateBody, admin: AdminPrincipal, keys: KeyServiceDep) -> ApiKey:
     """Set a key's own limits (on top of its owner's)."""
-    row = container.keys.set_limits(admin.id, key_id, body.limits.model_dump(exclude_none=True))
+    row = keys.set_limits(admin.id, key_id, body.limits.model_dump(exclude_none=True))
     return ApiKey.from_row(row, time.time())
 
 
 @router.post("/keys/{key_id}/revoke", response_model=ApiKey)
-def revoke_any_key(key_id: str, admin: AdminPrincipal, container: ContainerDep) -> ApiKey:
+def revoke_any_key(key_id: str, admin: AdminPrincipal, keys: KeyServiceDep) -> ApiKey:
     """Revoke any user's key."""
-    return ApiKey.from_row(container.keys.revoke(admin.id, None, key_id), time.time())
+    return ApiKey.from_row(keys.revoke(admin.id, None, key_id), time.time())
 
 
 @router.post("/keys/{key_id}/reinstate", response_model=ApiKey)
-def reinstate_key(key_id: str, admin: AdminPrincipal, container: ContainerDep) -> ApiKey:
+def reinstate_key(key_id: str, admin: AdminPrincipal, keys: KeyServiceDep) -> ApiKey:
     """Lift a key's automatic suspension."""
-    return ApiKey.from_row(container.keys.reinstate(admin.id, key_id), time.time())
+    return ApiKey.from_row(keys.reinstate(admin.id, key_id), time.time())
 
 
 @router.get("/alerts", response_model=AlertList)
-def list_all_alerts(admin: AdminPrincipal, container: ContainerDep, unread: bool = False) -> AlertList:
+def list_all_alerts(admin: AdminPrincipal, alerts: AlertsDep, unread: bool = False) -> AlertList:
     """Every user's security alerts, newest first."""
-    return AlertList(data=[Alert.from_row(r) for r in container.accounts.alerts(None, unread_only=unread)])
+    return AlertList(data=[Alert.from_row(r) for r in alerts.list_alerts(None, unread_only=unread)])
 
 
 @router.get("/pause", response_model=PauseList)
-def pause_state(admin: AdminPrincipal, container: ContainerDep) -> PauseList:
+def pause_state(admin: AdminPrincipal, pause: PauseServiceDep) -> PauseList:
     """Current pauses (empty: generation runs for everyone)."""
-    return PauseList(data=[p.to_dict() for p in container.pause.states()])
+    return PauseList(data=[p.to_dict() for p in pause.states()])
 
 
 @router.post("/pause", response_model=PauseList)
-def pause(body: PauseBody, admin: AdminPrincipal, container: ContainerDep) -> PauseList:
+def pause(body: PauseBody, admin: AdminPrincipal, pause: PauseServiceDep, settings: SettingsDep) -> PauseList:
     """Pause generation for everyone or one cohort: new requests get 503, queued jobs wait, reads work."""
     if body.cohort is not None:
         check_cohort(body.cohort)
-    hold = container.settings.pause_hold_running if body.hold_running is None else body.hold_running
-    container.pause.pause(admin.id, body.cohort, hold_running=hold, reason=body.reason)
-    return PauseList(data=[p.to_dict() for p in container.pause.states()])
+    hold = settings.pause_hold_running if body.hold_running is None else body.hold_running
+    pause.pause(admin.id, body.cohort, hold_running=hold, reason=body.reason)
+    return PauseList(data=[p.to_dict() for p in pause.states()])
 
 
 @router.post("/resume", response_model=PauseList)
-def resume(body: ResumeBody, admin: AdminPrincipal, container: ContainerDep) -> PauseList:
+def resume(body: ResumeBody, admin: AdminPrincipal, pause: PauseServiceDep) -> PauseList:
     """Resume generation: queued and held jobs continue where they stopped."""
-    container.pause.resume(admin.id, body.cohort)
-    return PauseList(data=[p.to_dict() for p in container.pause.states()])
+    pause.resume(admin.id, body.cohort)
+    return PauseList(data=[p.to_dict() for p in pause.states()])

@@ -11,7 +11,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from kinema.api.deps import AdminPrincipal, ContainerDep, require_admin
+from kinema.api.deps import AdminPrincipal, SessionsDep, require_admin
 from kinema.services import transparency
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
@@ -74,7 +74,7 @@ class TransparencyReport(BaseModel):
 @router.get("/transparency", response_model=TransparencyReport)
 def get_transparency_report(
     admin: AdminPrincipal,
-    container: ContainerDep,
+    sessions: SessionsDep,
     since: str | None = Query(
         None, description="Start (inclusive): Unix seconds, YYYY-MM-DD or ISO 8601, UTC. Default: 30 days back."
     ),
@@ -88,4 +88,4 @@ def get_transparency_report(
     deletions, key suspensions and revocations, video deletions, data export and deletion requests.
     No identities, ids or prompts."""
     start, end, p = transparency.resolve_range(since, until, period)
-    return TransparencyReport.model_validate(transparency.report(container.sessions, since=start, until=end, period=p))
+    return TransparencyReport.model_validate(transparency.report(sessions, since=start, until=end, period=p))

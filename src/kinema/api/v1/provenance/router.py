@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from kinema.api.body import read_body
-from kinema.api.deps import ContainerDep, VideosRead
+from kinema.api.deps import SettingsDep, VerificationServiceDep, VideosRead
 from kinema.api.v1.provenance.protocol import Verification
 from kinema.services.errors import InvalidRequest
 
@@ -31,11 +31,13 @@ router = APIRouter(prefix="/v1/provenance", tags=["provenance"])
         }
     },
 )
-async def verify(request: Request, principal: VideosRead, container: ContainerDep) -> Verification:
+async def verify(
+    request: Request, principal: VideosRead, settings: SettingsDep, verification: VerificationServiceDep
+) -> Verification:
     """C2PA state (trusted / valid_untrusted / tampered / absent), the watermark, and, to its owner or an
     admin, the video."""
     fields, files = await read_body(
-        request, file_fields=frozenset({"file"}), max_upload_bytes=container.settings.max_upload_bytes
+        request, file_fields=frozenset({"file"}), max_upload_bytes=settings.max_upload_bytes
     )
     if fields:
         name = next(iter(fields))
@@ -47,6 +49,6 @@ async def verify(request: Request, principal: VideosRead, container: ContainerDe
             code="missing_required_parameter",
         )
     result = await run_in_threadpool(
-        container.verification.verify, files["file"], owner_id=principal.id, operator=principal.is_admin
+        verification.verify, files["file"], owner_id=principal.id, operator=principal.is_admin
     )
     return Verification.from_result(result)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from kinema.api.deps import ContainerDep, VideoServiceDep, VideosRead, VideosWrite
+from kinema.api.deps import BlobsDep, SettingsDep, VideoServiceDep, VideosRead, VideosWrite
 from kinema.api.openapi import body_doc
 from kinema.api.v1.videos import serving
 from kinema.api.v1.videos.protocol import (
@@ -27,11 +27,11 @@ router = APIRouter(prefix="/v1/videos", tags=["videos"])
 
 @router.post("", response_model=Video, openapi_extra=body_doc(CreateVideoBody, ("input_reference",)))
 async def create_video(
-    request: Request, principal: VideosWrite, videos: VideoServiceDep, container: ContainerDep
+    request: Request, principal: VideosWrite, videos: VideoServiceDep, settings: SettingsDep
 ) -> Video:
     """Queue a video: text-to-video, or image-to-video with ``input_reference``."""
     body, uploads = await serving.read(
-        request, CreateVideoBody, frozenset({"input_reference"}), container.settings.max_upload_bytes
+        request, CreateVideoBody, frozenset({"input_reference"}), settings.max_upload_bytes
     )
     return Video.from_row(await run_in_threadpool(videos.create, principal, serving.create_request(body, uploads)))
 
@@ -53,29 +53,27 @@ def list_videos(
 
 
 @router.post("/edits", response_model=Video, openapi_extra=body_doc(EditBody, ("video",)))
-async def edit_video(
-    request: Request, principal: VideosWrite, videos: VideoServiceDep, container: ContainerDep
-) -> Video:
+async def edit_video(request: Request, principal: VideosWrite, videos: VideoServiceDep, settings: SettingsDep) -> Video:
     """Queue a video-to-video edit of a completed video or an uploaded clip."""
-    body, uploads = await serving.read(request, EditBody, frozenset({"video"}), container.settings.max_upload_bytes)
+    body, uploads = await serving.read(request, EditBody, frozenset({"video"}), settings.max_upload_bytes)
     return Video.from_row(await run_in_threadpool(videos.edit, principal, serving.edit_request(body, uploads)))
 
 
 @router.post("/extensions", response_model=Video, openapi_extra=body_doc(ExtendBody, ("video",)))
 async def extend_video(
-    request: Request, principal: VideosWrite, videos: VideoServiceDep, container: ContainerDep
+    request: Request, principal: VideosWrite, videos: VideoServiceDep, settings: SettingsDep
 ) -> Video:
     """Queue an extension that continues a clip from its last frame."""
-    body, uploads = await serving.read(request, ExtendBody, frozenset({"video"}), container.settings.max_upload_bytes)
+    body, uploads = await serving.read(request, ExtendBody, frozenset({"video"}), settings.max_upload_bytes)
     return Video.from_row(await run_in_threadpool(videos.extend, principal, serving.extend_request(body, uploads)))
 
 
 @router.get("/{video_id}", response_model=Video)
 def retrieve_video(
-    video_id: str, principal: VideosRead, videos: VideoServiceDep, response: Response, container: ContainerDep
+    video_id: str, principal: VideosRead, videos: VideoServiceDep, response: Response, settings: SettingsDep
 ) -> Video:
     """One video; ``openai-poll-after-ms`` tells ``create_and_poll`` how long to wait."""
-    response.headers["openai-poll-after-ms"] = str(container.settings.poll_after_ms)
+    response.headers["openai-poll-after-ms"] = str(settings.poll_after_ms)
     return Video.from_row(videos.get(principal.id, video_id))
 
 
@@ -98,12 +96,12 @@ def download_content(
     video_id: str,
     principal: VideosRead,
     videos: VideoServiceDep,
-    container: ContainerDep,
+    blobs: BlobsDep,
     variant: Literal["video", "thumbnail", "spritesheet"] = "video",
 ) -> Response:
     """The MP4, a WebP thumbnail or a JPEG spritesheet of a completed video."""
     key = videos.content_key(principal.id, video_id, variant)
-    blobs = container.blobs
+    blobs = blobs
     ext = {"video": "mp4", "thumbnail": "webp", "spritesheet": "jpg"}[variant]
     url = blobs.download_url(key, filename=f"{video_id}.{ext}", media_type=MEDIA_TYPES[variant])
     if url is not None:  # the owner check above is the authorization; the URL is the bucket's, signed
@@ -121,10 +119,10 @@ def download_content(
 
 @router.post("/{video_id}/remix", response_model=Video, openapi_extra=body_doc(RemixBody))
 async def remix_video(
-    video_id: str, request: Request, principal: VideosWrite, videos: VideoServiceDep, container: ContainerDep
+    video_id: str, request: Request, principal: VideosWrite, videos: VideoServiceDep, settings: SettingsDep
 ) -> Video:
     """Queue the same settings as a completed video with a new prompt."""
-    body, _ = await serving.read(request, RemixBody, frozenset(), container.settings.max_upload_bytes)
+    body, _ = await serving.read(request, RemixBody, frozenset(), settings.max_upload_bytes)
     return Video.from_row(await run_in_threadpool(videos.remix, principal, video_id, body.prompt, body.options()))
 
 

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from starlette.concurrency import run_in_threadpool
 
-from kinema.api.deps import ContainerDep, require
+from kinema.api.deps import WebhookServiceDep, require
 from kinema.api.v1.webhooks.protocol import (
     CreateEndpointBody,
     DeletedWebhookEndpoint,
@@ -42,11 +42,11 @@ def _with_secret(created: Created) -> WebhookEndpointWithSecret:
 
 @router.post("/webhook_endpoints", response_model=WebhookEndpointWithSecret)
 async def create_endpoint(
-    body: CreateEndpointBody, principal: WebhooksWrite, container: ContainerDep
+    body: CreateEndpointBody, principal: WebhooksWrite, webhooks: WebhookServiceDep
 ) -> WebhookEndpointWithSecret:
     """A new endpoint; its signing secret is in this response only. The URL's host is resolved and checked."""
     created = await run_in_threadpool(
-        container.webhooks.create, principal.id, name=body.name, url=body.url, event_types=body.event_types
+        webhooks.create, principal.id, name=body.name, url=body.url, event_types=body.event_types
     )
     return _with_secret(created)
 
@@ -54,12 +54,12 @@ async def create_endpoint(
 @router.get("/webhook_endpoints", response_model=WebhookEndpointList)
 def list_endpoints(
     principal: WebhooksRead,
-    container: ContainerDep,
+    webhooks: WebhookServiceDep,
     after: str | None = Query(None, max_length=64),
     limit: int = Query(20, ge=1, le=100),
 ) -> WebhookEndpointList:
     """Your endpoints, oldest first (cursor: ``after`` = the last id of the previous page)."""
-    rows, more = container.webhooks.page(principal.id, after=after, limit=limit)
+    rows, more = webhooks.page(principal.id, after=after, limit=limit)
     data = [WebhookEndpoint.from_row(r) for r in rows]
     return WebhookEndpointList(
         data=data,
@@ -70,18 +70,20 @@ def list_endpoints(
 
 
 @router.get("/webhook_endpoints/{webhook_endpoint_id}", response_model=WebhookEndpoint)
-def retrieve_endpoint(webhook_endpoint_id: str, principal: WebhooksRead, container: ContainerDep) -> WebhookEndpoint:
+def retrieve_endpoint(
+    webhook_endpoint_id: str, principal: WebhooksRead, webhooks: WebhookServiceDep
+) -> WebhookEndpoint:
     """One of your endpoints (the secret only as a hint)."""
-    return WebhookEndpoint.from_row(container.webhooks.get(principal.id, webhook_endpoint_id))
+    return WebhookEndpoint.from_row(webhooks.get(principal.id, webhook_endpoint_id))
 
 
 @router.post("/webhook_endpoints/{webhook_endpoint_id}", response_model=WebhookEndpoint)
 async def update_endpoint(
-    webhook_endpoint_id: str, body: UpdateEndpointBody, principal: WebhooksWrite, container: ContainerDep
+    webhook_endpoint_id: str, body: UpdateEndpointBody, principal: WebhooksWrite, webhooks: WebhookServiceDep
 ) -> WebhookEndpoint:
     """Change the name, URL (checked again), event types, or (Kinema) whether deliveries are enabled."""
     row = await run_in_threadpool(
-        container.webhooks.update,
+        webhooks.update,
         principal.id,
         webhook_endpoint_id,
         name=body.name,
@@ -94,19 +96,19 @@ async def update_endpoint(
 
 @router.delete("/webhook_endpoints/{webhook_endpoint_id}", response_model=DeletedWebhookEndpoint)
 def delete_endpoint(
-    webhook_endpoint_id: str, principal: WebhooksWrite, container: ContainerDep
+    webhook_endpoint_id: str, principal: WebhooksWrite, webhooks: WebhookServiceDep
 ) -> DeletedWebhookEndpoint:
     """Delete an endpoint with its pending events and delivery log."""
-    container.webhooks.delete(principal.id, webhook_endpoint_id)
+    webhooks.delete(principal.id, webhook_endpoint_id)
     return DeletedWebhookEndpoint(id=webhook_endpoint_id)
 
 
 @router.post("/webhook_endpoints/{webhook_endpoint_id}/rotate_secret", response_model=WebhookEndpointWithSecret)
 def rotate_secret(
-    webhook_endpoint_id: str, body: RotateSecretBody, principal: WebhooksWrite, container: ContainerDep
+    webhook_endpoint_id: str, body: RotateSecretBody, principal: WebhooksWrite, webhooks: WebhookServiceDep
 ) -> WebhookEndpointWithSecret:
     """A new signing secret, in this response only."""
-    created = container.webhooks.rotate_secret(
+    created = webhooks.rotate_secret(
         principal.id, webhook_endpoint_id, keep_old_for_24_hours=body.keep_old_secret_active_for_24_hours
     )
     return _with_secret(created)
@@ -114,10 +116,10 @@ def rotate_secret(
 
 @router.post("/webhook_endpoints/{webhook_endpoint_id}/test", response_model=WebhookEndpointTestResult)
 async def test_endpoint(
-    webhook_endpoint_id: str, body: TestEndpointBody, principal: WebhooksWrite, container: ContainerDep
+    webhook_endpoint_id: str, body: TestEndpointBody, principal: WebhooksWrite, webhooks: WebhookServiceDep
 ) -> WebhookEndpointTestResult:
     """Send a signed sample event now and report the receiver's status (no retries)."""
-    result = await run_in_threadpool(container.webhooks.test, principal.id, webhook_endpoint_id, body.event_type)
+    result = await run_in_threadpool(webhooks.test, principal.id, webhook_endpoint_id, body.event_type)
     return WebhookEndpointTestResult(
         webhook_endpoint_id=webhook_endpoint_id,
         event_type=body.event_type,
@@ -130,11 +132,11 @@ async def test_endpoint(
 def list_deliveries(
     webhook_endpoint_id: str,
     principal: WebhooksRead,
-    container: ContainerDep,
+    webhooks: WebhookServiceDep,
     limit: int = Query(50, ge=1, le=500),
 ) -> DeliveryList:
     """Kinema: the endpoint's recent delivery tries (status, error, duration), newest first."""
-    rows = container.webhooks.deliveries(principal.id, webhook_endpoint_id, limit=limit)
+    rows = webhooks.deliveries(principal.id, webhook_endpoint_id, limit=limit)
     return DeliveryList(data=[Delivery.from_row(r) for r in rows])
 
 

@@ -8,53 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import click
 
-if TYPE_CHECKING:
-    from kinema.container import Container
-
-ACTOR = "cli"
-
-
-def _settings() -> Any:
-    from kinema.cli import _settings as load
-
-    return load()
-
-
-@contextmanager
-def _container() -> Iterator[Container]:
-    from kinema.container import Container
-    from kinema.services.errors import ServiceError
-
-    container = Container.from_settings(_settings())
-    try:
-        yield container
-    except ServiceError as exc:
-        raise click.ClickException(exc.message) from None
-    finally:
-        container.close()
-
-
-def _read_password(from_stdin: bool) -> str:
-    if from_stdin:
-        line = sys.stdin.readline()
-        if not line:
-            raise click.ClickException("no password on stdin")
-        return line.rstrip("\r\n")
-    return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
-
-
-def _when(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
-
+from kinema.cli.common import ACTOR, load_cli_settings, operator_container, read_password, when
 
 # -- admin ---------------------------------------------------------------------------------------
 
@@ -72,11 +31,9 @@ def admin() -> None:
 def create_user(email: str, is_admin: bool, cohort: str, password_stdin: bool) -> None:
     """Create an account (the first admin comes from here). The password is prompted for, or read
     from stdin with --password-stdin; never pass it as an argument."""
-    password = _read_password(password_stdin)
-    with _container() as c:
-        row = c.accounts.create_user(
-            email, password, role="admin" if is_admin else "member", cohort=cohort, actor=ACTOR
-        )
+    password = read_password(password_stdin)
+    with operator_container() as c:
+        row = c.users.create_user(email, password, role="admin" if is_admin else "member", cohort=cohort, actor=ACTOR)
     click.echo(f"created {row.role} {row.email} ({row.id}) in cohort {row.cohort}")
 
 
@@ -85,10 +42,10 @@ def create_user(email: str, is_admin: bool, cohort: str, password_stdin: bool) -
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
 def set_password(user: str, password_stdin: bool) -> None:
     """Set USER's (email or id) password; their browser sessions end."""
-    password = _read_password(password_stdin)
-    with _container() as c:
-        row = c.accounts.find_user(user)
-        c.accounts.set_password(row.id, password, actor=ACTOR)
+    password = read_password(password_stdin)
+    with operator_container() as c:
+        row = c.users.find_user(user)
+        c.passwords.set_password(row.id, password, actor=ACTOR)
     click.echo(f"password set for {row.email}; their sessions were ended")
 
 
@@ -97,8 +54,8 @@ def set_password(user: str, password_stdin: bool) -> None:
 @click.argument("role", type=click.Choice(["admin", "member"]))
 def set_role(user: str, role: str) -> None:
     """Make USER (email or id) an admin or a member."""
-    with _container() as c:
-        row = c.accounts.update_user(ACTOR, c.accounts.find_user(user).id, role=role)
+    with operator_container() as c:
+        row = c.users.update_user(ACTOR, c.users.find_user(user).id, role=role)
     click.echo(f"{row.email} is now {row.role}")
 
 
@@ -106,10 +63,10 @@ def set_role(user: str, role: str) -> None:
 @click.option("--cohort", default=None)
 def users(cohort: str | None) -> None:
     """List accounts."""
-    with _container() as c:
-        for r in c.accounts.list_users(cohort=cohort):
+    with operator_container() as c:
+        for r in c.users.list_users(cohort=cohort):
             state = " disabled" if r.disabled_at else ""
-            click.echo(f"{r.id}  {r.email}  {r.role}  cohort={r.cohort}  created {_when(r.created_at)}{state}")
+            click.echo(f"{r.id}  {r.email}  {r.role}  cohort={r.cohort}  created {when(r.created_at)}{state}")
 
 
 @admin.group()
@@ -123,9 +80,9 @@ def invite() -> None:
 @click.option("--expires-in", type=int, default=None, help="Seconds the code stays valid (default: the setting).")
 def invite_create(email: str, cohort: str, expires_in: int | None) -> None:
     """Create an invite for EMAIL; prints the code once."""
-    with _container() as c:
-        new = c.accounts.create_invite(ACTOR, email, cohort=cohort, ttl_seconds=expires_in)
-    click.echo(f"invite {new.row.id} for {new.row.email} ({new.row.cohort}), expires {_when(new.row.expires_at)}")
+    with operator_container() as c:
+        new = c.invites.create_invite(ACTOR, email, cohort=cohort, ttl_seconds=expires_in)
+    click.echo(f"invite {new.row.id} for {new.row.email} ({new.row.cohort}), expires {when(new.row.expires_at)}")
     click.echo(new.code)
 
 
@@ -133,8 +90,8 @@ def invite_create(email: str, cohort: str, expires_in: int | None) -> None:
 @click.option("--cohort", default=None)
 def invite_list(cohort: str | None) -> None:
     """List invites (codes are never shown again)."""
-    with _container() as c:
-        for r in c.accounts.list_invites(cohort=cohort):
+    with operator_container() as c:
+        for r in c.invites.list_invites(cohort=cohort):
             state = (
                 "used"
                 if r.used_at
@@ -144,15 +101,15 @@ def invite_list(cohort: str | None) -> None:
                 if r.expires_at < time.time()
                 else "pending"
             )
-            click.echo(f"{r.id}  {r.email}  cohort={r.cohort}  {state}  expires {_when(r.expires_at)}")
+            click.echo(f"{r.id}  {r.email}  cohort={r.cohort}  {state}  expires {when(r.expires_at)}")
 
 
 @invite.command("revoke")
 @click.argument("invite_id")
 def invite_revoke(invite_id: str) -> None:
     """Revoke an unused invite."""
-    with _container() as c:
-        c.accounts.revoke_invite(ACTOR, invite_id)
+    with operator_container() as c:
+        c.invites.revoke_invite(ACTOR, invite_id)
     click.echo(f"revoked {invite_id}")
 
 
@@ -160,8 +117,8 @@ def invite_revoke(invite_id: str) -> None:
 @click.argument("name")
 def revoke_cohort(name: str) -> None:
     """Revoke every API key of a cohort's users and every unused invite of the cohort."""
-    with _container() as c:
-        done = c.accounts.revoke_cohort(ACTOR, name)
+    with operator_container() as c:
+        done = c.cohorts.revoke_cohort(ACTOR, name)
     click.echo(f"cohort {name}: {done['keys_revoked']} keys and {done['invites_revoked']} invites revoked")
 
 
@@ -171,7 +128,7 @@ def revoke_cohort(name: str) -> None:
 @click.option("--reason", default=None, help="Shown to callers in the 503.")
 def pause(cohort: str | None, hold_running: bool | None, reason: str | None) -> None:
     """Pause generation: new requests get 503, queued jobs wait, reads keep working."""
-    with _container() as c:
+    with operator_container() as c:
         hold = c.settings.pause_hold_running if hold_running is None else hold_running
         c.pause.pause(ACTOR, cohort, hold_running=hold, reason=reason)
     click.echo(f"generation paused for {'cohort ' + cohort if cohort else 'everyone'}")
@@ -181,7 +138,7 @@ def pause(cohort: str | None, hold_running: bool | None, reason: str | None) -> 
 @click.option("--cohort", default=None, help="Resume one cohort (default: the global pause).")
 def resume(cohort: str | None) -> None:
     """Resume generation; queued and held jobs continue."""
-    with _container() as c:
+    with operator_container() as c:
         was = c.pause.resume(ACTOR, cohort)
     click.echo(f"resumed {'cohort ' + cohort if cohort else 'everyone'}" if was else "was not paused")
 
@@ -212,8 +169,8 @@ def keys_create(
     save: Path | None,
 ) -> None:
     """Create an API key; prints the secret once."""
-    with _container() as c:
-        owner = c.accounts.find_user(user)
+    with operator_container() as c:
+        owner = c.users.find_user(user)
         new = c.keys.create(
             owner.id, name, scopes=list(scopes) or None, expires_in=expires_in, ip_allowlist=list(ips) or None
         )
@@ -232,13 +189,13 @@ def keys_create(
 @click.option("--user", default=None, help="Only this user's (email or id).")
 def keys_list(user: str | None) -> None:
     """List keys (never their secrets)."""
-    with _container() as c:
-        owner = c.accounts.find_user(user).id if user else None
+    with operator_container() as c:
+        owner = c.users.find_user(user).id if user else None
         for r in c.keys.list(owner):
             state = "revoked" if r.revoked_at else "suspended" if r.suspended_at else "active"
             click.echo(
                 f"{r.id}  {r.hint}...  {r.name}  owner={r.owner_id}  {state}  scopes={','.join(r.scopes)}  "
-                f"last used {_when(r.last_used_at)}"
+                f"last used {when(r.last_used_at)}"
             )
 
 
@@ -255,7 +212,7 @@ def keys_rotate_master(yes: bool) -> None:
         )
     from kinema.crypto import CryptoError
 
-    s = _settings()
+    s = load_cli_settings()
     if not s.resolved_master_key.exists():
         raise click.ClickException(f"no master key at {s.resolved_master_key} yet (Kinema creates it at first start)")
     try:
@@ -269,7 +226,7 @@ def keys_rotate_master(yes: bool) -> None:
 @click.argument("key_id")
 def keys_revoke(key_id: str) -> None:
     """Revoke a key for good."""
-    with _container() as c:
+    with operator_container() as c:
         c.keys.revoke(ACTOR, None, key_id)
     click.echo(f"revoked {key_id}")
 
@@ -278,40 +235,6 @@ def keys_revoke(key_id: str) -> None:
 @click.argument("key_id")
 def keys_reinstate(key_id: str) -> None:
     """Lift a key's automatic suspension."""
-    with _container() as c:
+    with operator_container() as c:
         c.keys.reinstate(ACTOR, key_id)
     click.echo(f"reinstated {key_id}")
-
-
-def ensure_dev_account(container: Container) -> str:
-    """Dev mode: an admin ``dev@localhost`` and a key saved in ``<data_dir>/dev-api-key`` (0600).
-
-    Returns the key. Reuses the saved key while it still works; never runs in production mode.
-    """
-    from kinema.services.auth import ClientInfo
-    from kinema.services.errors import NotFound, ServiceError
-
-    assert container.settings.mode == "dev"
-    path = container.settings.data_dir / "dev-api-key"
-    if path.exists():
-        saved = path.read_text().strip()
-        try:
-            container.keys.authenticate(saved, ClientInfo("127.0.0.1"))
-            return saved
-        except ServiceError:
-            pass
-    try:
-        user = container.accounts.find_user("dev@localhost")
-    except NotFound:
-        user = container.accounts.create_user("dev@localhost", None, role="admin", actor=ACTOR)
-    new = container.keys.create(user.id, "dev", scopes=sorted({*user_scopes(user.role)}))
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(new.secret + "\n")
-    return new.secret
-
-
-def user_scopes(role: str) -> frozenset[str]:
-    from kinema.services.auth import role_scopes
-
-    return role_scopes(role)

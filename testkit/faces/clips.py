@@ -33,7 +33,7 @@ import numpy as np
 from av.video.stream import VideoStream
 
 from kinema.faces import FaceAnalyzer
-from tests.faces.photos import photo
+from testkit.faces.photos import photo
 
 PEOPLE = ("obama_1", "biden_2", "rose_leslie_1", "rose_leslie_2")
 """Frontal test photographs honest clips can be rendered from."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from kinema.cli_accounts import _container
+from kinema.cli.common import operator_container
 
 PERIODS = ("day", "week", "month")  # kinema.services.transparency.PERIODS, imported lazily
 
@@ -96,7 +96,7 @@ def report(since: str | None, until: str | None, period: str, as_json: bool) -> 
         start, end, p = resolve_range(since, until, period)
     except ServiceError as exc:
         raise click.UsageError(exc.message) from None
-    with _container() as c:
+    with operator_container() as c:
         data = build_report(c.sessions, since=start, until=end, period=p)
     if as_json:
         click.echo(json.dumps(data, indent=2))

@@ -1,4 +1,4 @@
-"""Real media files made on the fly for the media tests (nothing is checked in)."""
+"""Real media files made on the fly for the media tests and the hostile uploads (nothing is checked in)."""
 
 from __future__ import annotations
 

@@ -21,9 +21,9 @@ import openai
 from PIL import Image
 
 from kinema.media.encode import encode_mp4
-from tests.conftest import Proc, client_for
-from tests.faces.photos import faces_dir, photo
-from tests.media.factories import huge_black_png, repeated_frames_webm, size_switch_webm
+from testkit.faces.photos import faces_dir, photo
+from testkit.media import huge_black_png, repeated_frames_webm, size_switch_webm
+from testkit.server import Proc, client_for
 
 CAP_SIDE = 4096  # the default image cap is 4096 x 4096 pixels
 
