@@ -100,6 +100,12 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(5.0, gt=0, description="How often a running job renews its lease.")
     poll_seconds: float = Field(0.5, gt=0, description="How often an idle worker looks for queued jobs.")
     max_attempts: int = Field(3, ge=1, description="Claims per job before it fails for good.")
+    affinity_max_wait_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="Workers take jobs for the models they have loaded first, but never past a job older than "
+        "this; 0 claims strictly oldest first.",
+    )
     progress_interval_seconds: float = Field(
         0.25, ge=0, description="Progress is written to the database at most this often."
     )

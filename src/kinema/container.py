@@ -171,6 +171,7 @@ class Container:
             sessions,
             lease_seconds=settings.lease_seconds,
             max_attempts=settings.max_attempts,
+            affinity_max_wait_seconds=settings.affinity_max_wait_seconds,
             on_settled=record_video_events,  # webhook events commit with the job's final state
         )
         limits = UploadLimits(
@@ -321,6 +322,7 @@ class Container:
             heartbeat_seconds=s.heartbeat_seconds,
             progress_interval=s.progress_interval_seconds,
             wakeup=self.wakeup,
+            prefer_models=self.engine.loaded_models,
         )
 
     def sweep(self) -> list[str]:

@@ -144,3 +144,83 @@ def test_racing_claimers_each_job_once(sessions: sessionmaker[Session]) -> None:
         t.join()
     assert sorted(lease.video_id for lease in got) == sorted(ids)
     assert q.depth() == 0
+
+
+# -- model affinity ----------------------------------------------------------------------------------------
+
+
+def add_model_jobs(sessions: sessionmaker[Session], jobs: list[tuple[str, float]]) -> list[str]:
+    """Queued jobs, one per (model, created_at)."""
+    ids = [f"video_{uuid.uuid4().hex}" for _ in jobs]
+    with sessions.begin() as s:
+        for vid, (model, created) in zip(ids, jobs, strict=True):
+            s.add(video_row(vid, model=model, created_at=created))
+    return ids
+
+
+def test_affinity_takes_a_loaded_models_job_before_an_older_one(sessions: sessionmaker[Session]) -> None:
+    clock = FakeClock()
+    other, loaded, other_newer = add_model_jobs(
+        sessions, [("big", clock.now - 30), ("tiny-wan", clock.now - 20), ("big", clock.now - 10)]
+    )
+    q = JobQueue(sessions, lease_seconds=30, max_attempts=3, affinity_max_wait_seconds=60, clock=clock)
+    first = q.claim("w1", prefer_models=["tiny-wan"])
+    assert first is not None and first.video_id == loaded
+    # Nothing preferred is left: oldest first again.
+    assert [lease.video_id for lease in (q.claim("w1", prefer_models=["tiny-wan"]), q.claim("w2")) if lease] == [
+        other,
+        other_newer,
+    ]
+
+
+def test_a_job_waiting_past_the_bound_goes_first_whatever_its_model(sessions: sessionmaker[Session]) -> None:
+    clock = FakeClock()
+    overdue, loaded, overdue_newer = add_model_jobs(
+        sessions, [("big", clock.now - 90), ("tiny-wan", clock.now - 80), ("big", clock.now - 61)]
+    )
+    q = JobQueue(sessions, lease_seconds=30, max_attempts=3, affinity_max_wait_seconds=60, clock=clock)
+    claims = [q.claim("w1", prefer_models=["tiny-wan"]) for _ in range(3)]
+    # Every job here is overdue (the preferred one too), so plain oldest-first.
+    assert [lease.video_id for lease in claims if lease] == [overdue, loaded, overdue_newer]
+
+
+def test_only_overdue_jobs_jump_the_preferred_ones(sessions: sessionmaker[Session]) -> None:
+    clock = FakeClock()
+    overdue, waiting, loaded = add_model_jobs(
+        sessions, [("big", clock.now - 61), ("big", clock.now - 59), ("tiny-wan", clock.now - 1)]
+    )
+    q = JobQueue(sessions, lease_seconds=30, max_attempts=3, affinity_max_wait_seconds=60, clock=clock)
+    claims = [q.claim("w1", prefer_models=["tiny-wan"]) for _ in range(3)]
+    assert [lease.video_id for lease in claims if lease] == [overdue, loaded, waiting]
+
+
+def test_affinity_disabled_is_oldest_first(sessions: sessionmaker[Session]) -> None:
+    clock = FakeClock()
+    ids = add_model_jobs(sessions, [("big", clock.now - 3), ("tiny-wan", clock.now - 2), ("big", clock.now - 1)])
+    q = JobQueue(sessions, lease_seconds=30, max_attempts=3, affinity_max_wait_seconds=0, clock=clock)
+    claims = [q.claim("w1", prefer_models=["tiny-wan"]) for _ in range(3)]
+    assert [lease.video_id for lease in claims if lease] == ids
+
+
+def test_racing_claimers_with_different_preferences_each_job_once(sessions: sessionmaker[Session]) -> None:
+    now = 1_000_000.0
+    ids = add_model_jobs(sessions, [(("a", "b", "c")[i % 3], now - 100 + i) for i in range(60)])
+    clock = FakeClock()
+    # A bound that splits the queue: the oldest 10 jobs are overdue, the rest are claimed by preference.
+    q = JobQueue(sessions, lease_seconds=60, max_attempts=3, affinity_max_wait_seconds=90, clock=clock)
+    got: list[Lease] = []
+    lock = threading.Lock()
+
+    def claimer(name: str, prefer: list[str]) -> None:
+        while (lease := q.claim(name, prefer_models=prefer)) is not None:
+            with lock:
+                got.append(lease)
+
+    prefs = [["a"], ["b"], ["c"], ["a", "b"], [], ["c"]]
+    threads = [threading.Thread(target=claimer, args=(f"w{i}", p)) for i, p in enumerate(prefs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(lease.video_id for lease in got) == sorted(ids)
+    assert q.depth() == 0

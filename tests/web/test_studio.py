@@ -8,7 +8,10 @@ serious accessibility violations, and screenshotted at desktop and phone widths.
 
 from __future__ import annotations
 
+import json
 import re
+import time
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -315,6 +318,183 @@ def test_webcam_enrolment_then_a_granted_user_generates_and_the_owner_deletes_th
     assert r.status_code == 404
     other.page.context.close()
     tab.page.context.close()
+
+
+def wait_for_status(studio: Studio, video_id: str, status: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while (now := api_status(studio, video_id)).get("status") != status:
+        assert now.get("status") in ("queued", "in_progress"), now
+        assert time.monotonic() < deadline, f"{video_id} not {status} in {timeout}s: {now}"
+        time.sleep(0.3)
+
+
+def test_remix_from_the_video_page_makes_a_job_in_the_library(studio: Studio) -> None:
+    video = client_for(studio.server).videos.create(prompt="a lighthouse", extra_body={"num_inference_steps": 1})
+    wait_for_status(studio, video.id, "completed")
+    tab = new_tab(studio)
+    sign_in(studio, tab)
+    page = tab.page
+    page.goto(f"{studio.base}/videos/{video.id}")
+    assert page.locator("#remix-form").count() == 1
+    check_page(studio, tab, "video-actions")
+    remix_prompt = "<i>the lighthouse</i> at dawn"
+    page.get_by_label("Remix prompt").fill(remix_prompt)
+    page.get_by_role("button", name="Remix", exact=True).click()
+    page.wait_for_url(re.compile(r".*/videos/video_[0-9a-f]{32}$"))
+    remix_id = page.url.rsplit("/", 1)[1]
+    made = api_status(studio, remix_id)
+    assert remix_id != video.id and made["remixed_from_video_id"] == video.id and made["prompt"] == remix_prompt
+    page.goto(f"{studio.base}/videos")
+    assert page.locator(f'li.card[data-video-id="{remix_id}"] .prompt').inner_text() == remix_prompt
+    # Extend and edit, with this video as the source.
+    made_ids: dict[str, str] = {}
+    for action, label, button in (("extend", "Extension prompt", "Extend"), ("edit", "Edit prompt", "Edit")):
+        page.goto(f"{studio.base}/videos/{video.id}")
+        page.get_by_label(label).fill(f"{action}ed lighthouse")
+        if action == "extend":
+            page.get_by_label("Seconds to add").select_option("2")
+        page.get_by_role("button", name=button, exact=True).click()
+        page.wait_for_url(re.compile(r".*/videos/video_[0-9a-f]{32}$"))
+        made_ids[action] = page.url.rsplit("/", 1)[1]
+        assert (
+            made_ids[action] != video.id and api_status(studio, made_ids[action])["prompt"] == f"{action}ed lighthouse"
+        )
+    assert float(str(api_status(studio, made_ids["extend"])["seconds"])) == float(video.seconds) + 2
+    # Someone else's video cannot be remixed from their session: a 404, and no job.
+    other = new_tab(studio)
+    sign_in(studio, other, OTHER_EMAIL)
+    csrf = other.page.locator('meta[name="csrf-token"]').get_attribute("content")
+    r = other.page.request.post(
+        f"{studio.base}/videos/{video.id}/remix", form={"csrf_token": csrf, "prompt": "mine now"}, max_redirects=0
+    )
+    assert r.status == 404
+    other_videos = httpx.get(
+        f"{studio.base}/v1/videos", headers={"Authorization": f"Bearer {studio.state['other_key']}"}
+    ).json()["data"]
+    assert all(v["prompt"] != "mine now" for v in other_videos)
+    for made_id in (remix_id, *made_ids.values()):
+        wait_for_status(studio, made_id, "completed")
+    other.page.context.close()
+    page.context.close()
+
+
+def test_mention_suggestions_and_an_expiry_that_survives_saving(studio: Studio) -> None:
+    """After the webcam test: other@ may use @owner_face (granted there), and the owner's permissions form."""
+    tab = new_tab(studio)
+    sign_in(studio, tab, OTHER_EMAIL)
+    page = tab.page
+    # The only likeness in this module: other@ has none of their own.
+    assert page.eval_on_selector_all("#mention-names option", "els => els.map(e => e.value)") == ["@owner_face"]
+    prompt = page.get_by_label("Prompt")
+    prompt.press_sequentially("A portrait of @own")
+    page.wait_for_selector("#mention-suggest:not([hidden])")
+    assert page.locator("#mention-options button").all_inner_texts() == ["@owner_face"]
+    check_page(studio, tab, "create-mention")
+    prompt.focus()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")
+    assert prompt.input_value() == "A portrait of @owner_face "
+    assert page.locator("#mention-suggest").is_hidden()
+    page.context.close()
+    # The owner's expiry, set to the second through the API, survives a save that does not touch it.
+    owner_headers = {"Authorization": f"Bearer {studio.server.api_key}"}
+    listed = httpx.get(f"{studio.base}/v1/videos/characters", headers=owner_headers)
+    assert listed.status_code == 200, listed.text
+    mine = next(c for c in listed.json()["data"] if c["owned"])
+    url = f"{studio.base}/v1/videos/characters/{mine['id']}"
+    expires = int(time.time()) + 30 * 86400 + 1234
+    r = httpx.post(
+        f"{url}/permissions",
+        headers=owner_headers,
+        json={"visibility": "users", "allowed_users": mine["allowed_users"], "expires_at": expires},
+    )
+    assert r.status_code == 200, r.text
+    tab = new_tab(studio)
+    sign_in(studio, tab)
+    page = tab.page
+    page.goto(f"{studio.base}/likeness")
+    day = page.get_by_label("Others may use it through this day (UTC; empty: no end)")
+    assert day.input_value() == time.strftime("%Y-%m-%d", time.gmtime(expires - 1))
+    check_page(studio, tab, "likeness-expiry")
+    page.get_by_label("Restrictions (kept for the moderation policy)").fill("No adverts")
+    page.get_by_role("button", name="Save permissions").click()
+    page.wait_for_url(f"{studio.base}/likeness")
+    saved = httpx.get(url, headers=owner_headers).json()
+    assert saved["permission_expires_at"] == expires and saved["restrictions"] == "No adverts"
+    assert saved["allowed_users"] == mine["allowed_users"]
+    # A date chosen in the form: through the end of that UTC day; cleared: no end.
+    day.fill("2031-01-31")
+    page.get_by_role("button", name="Save permissions").click()
+    page.wait_for_url(f"{studio.base}/likeness")
+    assert httpx.get(url, headers=owner_headers).json()["permission_expires_at"] == 1927670400  # 2031-02-01T00:00Z
+    assert day.input_value() == "2031-01-31"
+    day.fill("")
+    page.get_by_label("Restrictions (kept for the moderation policy)").fill("")
+    page.get_by_role("button", name="Save permissions").click()
+    page.wait_for_url(f"{studio.base}/likeness")
+    cleared = httpx.get(url, headers=owner_headers).json()
+    assert cleared["permission_expires_at"] is None and cleared["restrictions"] is None
+    page.context.close()
+
+
+def test_account_alerts_export_and_delete(studio: Studio, tmp_path: Path) -> None:
+    tab = new_tab(studio)
+    sign_in(studio, tab)
+    page = tab.page
+    page.get_by_role("link", name="Account").click()
+    page.wait_for_url(f"{studio.base}/account")
+    # other@ used @owner_face in the webcam test: the owner was alerted.
+    unread = page.locator("#alerts li.unread", has_text="@owner_face")
+    before = unread.count()
+    assert before >= 1
+    check_page(studio, tab, "account")
+    unread.first.get_by_role("button", name=re.compile("^Mark read")).click()
+    page.wait_for_url(f"{studio.base}/account")
+    assert page.locator("#alerts li.unread", has_text="@owner_face").count() == before - 1
+    # Export: the ZIP of GET /v1/me/export.
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download my data (ZIP)").click()
+    assert download.value.suggested_filename == "kinema-export.zip"
+    saved = tmp_path / "export.zip"
+    download.value.save_as(saved)
+    with zipfile.ZipFile(saved) as archive:
+        assert json.loads(archive.read("me.json"))["account"]["email"] == OWNER_EMAIL
+    page.context.close()
+    # Delete an account: a new user, invited for it.
+    leaving = "leaving@example.com"
+    code = httpx.post(f"{studio.base}/v1/admin/invites", headers=studio.admin, json={"email": leaving}).json()["code"]
+    r = httpx.post(f"{studio.base}/v1/auth/signup", json={"invite_code": code, "email": leaving, "password": PASSWORD})
+    assert r.status_code == 201, r.text
+    tab = new_tab(studio)
+    sign_in(studio, tab, leaving)
+    page = tab.page
+    page.goto(f"{studio.base}/account")
+    assert "every video made with it, by anyone, is deleted" in page.locator("main").inner_text()
+    password, confirm = page.get_by_label("Your password"), page.get_by_label(re.compile("^Type .delete my account"))
+    delete = page.get_by_role("button", name="Delete my account")
+    password.fill("not the password at all")
+    confirm.fill("delete my account")
+    delete.click()
+    assert "password is wrong" in page.locator("#account-error").inner_text()
+    check_page(studio, tab, "account-delete-refused", expected_problems=("status of 400",))
+    password.fill(PASSWORD)
+    confirm.fill("delete it")
+    delete.click()
+    assert "Nothing was deleted" in page.locator("#account-error").inner_text()
+    tab.problems.clear()  # the same 400 again
+    page.goto(f"{studio.base}/account")  # still signed in: nothing was deleted
+    assert page.url == f"{studio.base}/account"
+    password.fill(PASSWORD)
+    confirm.fill("Delete my account")
+    delete.click()
+    page.wait_for_url(f"{studio.base}/login?deleted=1")
+    assert "Your account was deleted" in page.locator("main").inner_text()
+    assert not any(c["name"] == "kinema_session" for c in page.context.cookies())
+    page.get_by_label("Email").fill(leaving)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    assert "wrong email or password" in page.locator("#login-error").inner_text().lower()
+    page.context.close()
 
 
 def test_screenshots_were_written(studio: Studio) -> None:

@@ -26,8 +26,15 @@ class Engine:
     """Hands out loaded backends, keeping recently used ones loaded within ``memory_budget_bytes``.
 
     The budget counts weights (parameters and buffers), not activations: leave headroom for those. Backends
-    serving different tasks from the same weights share one copy, which is counted once. Thread-safe: one
-    lock guards loading and eviction (loads are serialised); generation itself runs outside it.
+    serving different tasks from the same weights share one copy, which is counted once.
+
+    Thread-safe, with three locks (taken in this order, never the other way round):
+
+    - ``_run_lock``: one engine drives one device, and :meth:`use` holds this lock around its block, so the
+      device never runs two models' generations at once. It is taken only once the backend is loaded.
+    - ``_load_lock``: serialises loads (disk -> memory) and the evictions that make room for them.
+    - ``_lock``: guards the cache and the pins; held only for bookkeeping, never during a load, an unload or
+      a generation. So while one thread loads a model, others keep getting and running loaded ones.
     """
 
     def __init__(
@@ -53,7 +60,9 @@ class Engine:
             raise ValueError(f"offload={offload!r} needs a GPU; this engine runs on {self.placement.device}")
         self.offload = offload
         self.compile_blocks = compile_blocks and self.placement.is_cuda
-        self._lock = threading.RLock()
+        self._run_lock = threading.RLock()  # re-entrant: a thread inside use() may use() again
+        self._load_lock = threading.Lock()
+        self._lock = threading.Lock()
         self._cache: OrderedDict[_Key, EngineBackend] = OrderedDict()  # least recently used first
         self._pins: dict[_Key, int] = {}
 
@@ -68,48 +77,21 @@ class Engine:
         not on this machine, and :class:`~kinema.engine.registry.UnsupportedRequest` when the model cannot
         do ``task``.
         """
-        self.registry.source(spec, task)  # raises UnsupportedRequest naming models that can
-        key: _Key = (spec.name, task)
-        with self._lock:
-            backend = self._cache.get(key)
-            if backend is not None:
-                self._cache.move_to_end(key)
-                return backend
-
-            cls = backend_class(spec.family)  # ValueError naming the known families
-            path = require_local_path(spec, task, self.models_dir)
-            partner = self._loaded_with(cls.weights_key_for(path, self.placement))
-            backend = cls(
-                spec,
-                task,
-                path,
-                self.placement,
-                share_with=partner,
-                offload=self.offload_for(spec),
-                compile_blocks=self.compile_blocks,
-                turbo_lora=lora_path(spec.turbo.lora, self.models_dir) if spec.turbo is not None else None,
-            )
-            protect = {key}
-            if partner is not None:
-                # Its modules are about to be reused: evicting it would only mean loading them again.
-                protect.add((partner.spec.name, partner.task))
-            self._evict(need=0 if partner is not None else backend.estimate_bytes(), protect=protect)
-
-            backend.load()
-            self._cache[key] = backend
-            # The estimate came from file headers; check again against what was actually loaded.
-            self._evict(need=0, protect=protect)
-            return backend
+        return self._acquire(spec, task, pin=False)
 
     @contextmanager
     def use(self, spec: ModelSpec, task: Task) -> Iterator[EngineBackend]:
-        """:meth:`backend_for`, pinned for the duration of the ``with`` block so no other thread evicts it."""
+        """:meth:`backend_for`, pinned for the ``with`` block so no other thread evicts it, and with the device
+        to itself: the block runs under the engine's run lock, so two generations never overlap on one device.
+
+        The backend is loaded before the run lock is taken: a thread loading a model does not hold up
+        another thread's generation on a model already loaded.
+        """
         key: _Key = (spec.name, task)
-        with self._lock:
-            backend = self.backend_for(spec, task)
-            self._pins[key] = self._pins.get(key, 0) + 1
+        backend = self._acquire(spec, task, pin=True)
         try:
-            yield backend
+            with self._run_lock:
+                yield backend
         finally:
             with self._lock:
                 self._pins[key] -= 1
@@ -126,7 +108,7 @@ class Engine:
             present = all(local_path(spec, task, self.models_dir) is not None for task in spec.tasks)
             if present and (spec.turbo is None or lora_path(spec.turbo.lora, self.models_dir) is not None):
                 continue
-            with self._lock:
+            with self._load_lock:
                 build(self.models_dir)
             built.append(spec.name)
         return built
@@ -147,18 +129,79 @@ class Engine:
         with self._lock:
             return list(self._cache)
 
+    def loaded_models(self) -> list[str]:
+        """Names of the models with a loaded backend, most recently used first, each once (for claim affinity)."""
+        with self._lock:
+            return list(dict.fromkeys(name for name, _ in reversed(self._cache)))
+
     def resident_bytes(self) -> int:
         """Bytes held by loaded backends, shared weights counted once."""
         with self._lock:
             return self._resident(self._cache.values())
 
     def unload_all(self) -> None:
-        """Unload every backend that is not pinned."""
-        with self._lock:
-            for key in [k for k in self._cache if k not in self._pins]:
-                self._cache.pop(key).unload()
+        """Unload every backend that is not pinned (after any load in progress)."""
+        with self._load_lock:
+            with self._lock:
+                dropped = [self._cache.pop(k) for k in list(self._cache) if k not in self._pins]
+            for backend in dropped:
+                backend.unload()
 
     # -- internals ------------------------------------------------------------------------------------------
+
+    def _acquire(self, spec: ModelSpec, task: Task, *, pin: bool) -> EngineBackend:
+        """The loaded backend for ``(spec, task)``, pinned if ``pin`` (in the same step that finds or adds it,
+        so no eviction can slip in between)."""
+        self.registry.source(spec, task)  # raises UnsupportedRequest naming models that can
+        key: _Key = (spec.name, task)
+        with self._lock:
+            hit = self._hit(key, pin)
+        if hit is not None:
+            return hit
+        with self._load_lock:
+            cls = backend_class(spec.family)  # ValueError naming the known families
+            path = require_local_path(spec, task, self.models_dir)
+            with self._lock:
+                hit = self._hit(key, pin)  # another thread loaded it while this one waited
+                if hit is not None:
+                    return hit
+                partner = self._loaded_with(cls.weights_key_for(path, self.placement))
+            backend = cls(
+                spec,
+                task,
+                path,
+                self.placement,
+                share_with=partner,
+                offload=self.offload_for(spec),
+                compile_blocks=self.compile_blocks,
+                turbo_lora=lora_path(spec.turbo.lora, self.models_dir) if spec.turbo is not None else None,
+            )
+            protect = {key}
+            if partner is not None:
+                # Its modules are about to be reused: evicting it would only mean loading them again.
+                protect.add((partner.spec.name, partner.task))
+            need = 0 if partner is not None else backend.estimate_bytes()
+            self._unload(self._evict(need=need, protect=protect))
+
+            # The slow part, outside ``_lock``. Only this thread evicts now (it holds the load lock), so the
+            # partner stays loaded; unload_all waits for the load lock too.
+            backend.load()
+            with self._lock:
+                self._cache[key] = backend
+                if pin:
+                    self._pins[key] = self._pins.get(key, 0) + 1
+            # The estimate came from file headers; check again against what was actually loaded.
+            self._unload(self._evict(need=0, protect=protect))
+            return backend
+
+    def _hit(self, key: _Key, pin: bool) -> EngineBackend | None:
+        """The cached backend for ``key`` marked most recently used (and pinned if asked), or None. Hold ``_lock``."""
+        backend = self._cache.get(key)
+        if backend is not None:
+            self._cache.move_to_end(key)
+            if pin:
+                self._pins[key] = self._pins.get(key, 0) + 1
+        return backend
 
     def _loaded_with(self, weights_key: str) -> EngineBackend | None:
         for backend in self._cache.values():
@@ -174,18 +217,26 @@ class Engine:
             by_weights[key] = max(by_weights.get(key, 0), backend.memory_bytes())
         return sum(by_weights.values())
 
-    def _evict(self, need: int, protect: set[_Key]) -> None:
-        """Unload least-recently-used backends until ``need`` more bytes fit; keep protected and pinned."""
-        for key in list(self._cache):
-            if self._resident(self._cache.values()) + need <= self.memory_budget_bytes:
-                return
-            if key in protect or key in self._pins or self._cache[key].busy:
-                continue  # a running generation would keep the memory alive anyway
-            backend = self._cache.pop(key)
-            log.info("unloading %s %s to stay within the memory budget", *key)
+    def _evict(self, need: int, protect: set[_Key]) -> list[EngineBackend]:
+        """Drop least-recently-used backends from the cache until ``need`` more bytes fit; keep protected, pinned
+        and busy ones. Returns those dropped, for :meth:`_unload` once ``_lock`` is released."""
+        dropped: list[EngineBackend] = []
+        with self._lock:
+            for key in list(self._cache):
+                if self._resident(self._cache.values()) + need <= self.memory_budget_bytes:
+                    return dropped
+                if key in protect or key in self._pins or self._cache[key].busy:
+                    continue  # a running generation would keep the memory alive anyway
+                log.info("unloading %s %s to stay within the memory budget", *key)
+                dropped.append(self._cache.pop(key))
+            if self._resident(self._cache.values()) + need > self.memory_budget_bytes:
+                log.warning(
+                    "memory budget of %d bytes exceeded: what remains loaded is pinned or was just requested",
+                    self.memory_budget_bytes,
+                )
+        return dropped
+
+    @staticmethod
+    def _unload(backends: list[EngineBackend]) -> None:
+        for backend in backends:
             backend.unload()
-        if self._resident(self._cache.values()) + need > self.memory_budget_bytes:
-            log.warning(
-                "memory budget of %d bytes exceeded: what remains loaded is pinned or was just requested",
-                self.memory_budget_bytes,
-            )

@@ -55,13 +55,17 @@ class JobQueue:
         *,
         lease_seconds: float,
         max_attempts: int,
+        affinity_max_wait_seconds: float = 60.0,
         clock: Clock = time.time,
         on_settled: OnSettled | None = None,
     ) -> None:
+        """``affinity_max_wait_seconds``: how long a job may wait while workers take newer jobs for the models
+        they have loaded (see :meth:`claim`); 0 turns model affinity off (plain oldest-first)."""
         self._sessions = sessions
         self._on_settled = on_settled
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
+        self.affinity_max_wait_seconds = affinity_max_wait_seconds
         self._clock = clock
         self._skip_locked = sessions.kw["bind"].dialect.name == "postgresql"
 
@@ -78,9 +82,24 @@ class JobQueue:
         paused = exists().where(or_(PauseRow.scope == "*", PauseRow.scope == VideoRow.cohort))
         return and_(or_(VideoRow.status == "queued", expired), ~paused)
 
-    def claim(self, worker_id: str) -> Lease | None:
-        """Take the oldest claimable job (queued, or in progress with an expired lease), if any.
+    def _claim_order(self, now: float, prefer_models: Sequence[str]) -> list[ColumnElement[Any]]:
+        """Oldest first; with affinity, jobs for ``prefer_models`` jump ahead of older jobs for other models,
+        except those older than ``affinity_max_wait_seconds``, which go first whatever their model."""
+        fifo: list[ColumnElement[Any]] = [VideoRow.created_at.asc(), VideoRow.id.asc()]
+        if not prefer_models or self.affinity_max_wait_seconds <= 0:
+            return fifo
+        overdue = VideoRow.created_at < now - self.affinity_max_wait_seconds
+        # Rank 0 holds the overdue jobs and the preferred ones; overdue jobs are the oldest, so created_at
+        # puts them first within it.
+        rank = case((or_(overdue, VideoRow.model.in_(list(prefer_models))), 0), else_=1)
+        return [rank, *fifo]
 
+    def claim(self, worker_id: str, *, prefer_models: Sequence[str] = ()) -> Lease | None:
+        """Take a claimable job (queued, or in progress with an expired lease), if any.
+
+        Oldest first, with model affinity: ``prefer_models`` (the models this worker has loaded) come
+        before older jobs for other models, so a worker does not swap models needlessly; no job waits
+        that way for more than ``affinity_max_wait_seconds`` (counted from its creation).
         On PostgreSQL the candidate row is locked with ``FOR UPDATE SKIP LOCKED`` so concurrent
         workers pick different rows; everywhere the UPDATE is also a compare-and-set on the token,
         so two workers can never both win the same claim.
@@ -92,7 +111,7 @@ class JobQueue:
                 stmt = (
                     select(VideoRow.id, VideoRow.lease_token)
                     .where(self._claimable(now))
-                    .order_by(VideoRow.created_at, VideoRow.id)
+                    .order_by(*self._claim_order(now, prefer_models))
                     .limit(1)
                 )
                 if self._skip_locked:

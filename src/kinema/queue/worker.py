@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from kinema.queue.store import JobQueue, Lease
@@ -108,7 +109,11 @@ def default_worker_id() -> str:
 
 
 class Worker:
-    """Claims and runs jobs one at a time until ``stop`` is set."""
+    """Claims and runs jobs one at a time until ``stop`` is set.
+
+    ``prefer_models`` (e.g. the engine's :meth:`~kinema.engine.runtime.Engine.loaded_models`) is asked before
+    each claim: jobs for those models are taken first, within the queue's affinity bound.
+    """
 
     def __init__(
         self,
@@ -120,8 +125,10 @@ class Worker:
         heartbeat_seconds: float = 5.0,
         progress_interval: float = 0.25,
         wakeup: Wakeup | None = None,
+        prefer_models: Callable[[], Sequence[str]] | None = None,
     ) -> None:
         self.wakeup = wakeup or Wakeup()
+        self.prefer_models = prefer_models
         self.queue = queue
         self.runner = runner
         self.worker_id = worker_id or default_worker_id()
@@ -142,7 +149,8 @@ class Worker:
 
     def run_once(self) -> bool:
         """Claim and run one job; False when there was nothing to claim."""
-        lease = self.queue.claim(self.worker_id)
+        preferred = self.prefer_models() if self.prefer_models is not None else ()
+        lease = self.queue.claim(self.worker_id, prefer_models=preferred)
         if lease is None:
             return False
         log.info(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -25,13 +26,14 @@ from kinema.api.deps import SESSION_COOKIE, get_client, get_container, is_https
 from kinema.api.v1.characters.protocol import PermissionsBody
 from kinema.api.v1.provenance.protocol import Verification
 from kinema.api.v1.videos import serving
-from kinema.api.v1.videos.protocol import CreateVideoBody
+from kinema.api.v1.videos.protocol import CreateVideoBody, EditBody, ExtendBody, RemixBody
 from kinema.container import Container
 from kinema.db.models import VideoRow
+from kinema.engine.registry import UnknownModel
 from kinema.services.auth import DEFAULT_KEY_SCOPES, SCOPES
 from kinema.services.characters import CONSENT_SHA256, CONSENT_TEXT, CONSENT_VERSION, PURPOSES, Permissions
-from kinema.services.errors import NotFound, ServiceError
-from kinema.web import admin
+from kinema.services.errors import InvalidRequest, NotFound, ServiceError
+from kinema.web import account, admin
 from kinema.web.pages import (
     HERE,
     Viewer,
@@ -58,6 +60,7 @@ PAGE_SIZE = 24
 
 router = APIRouter(include_in_schema=False)
 router.include_router(admin.router)  # /admin/...: the admin pages, admins only
+router.include_router(account.router)  # /account: alerts, export my data, delete my account
 
 
 # -- sign-in helpers ------------------------------------------------------------------------------
@@ -126,6 +129,7 @@ def login_page(request: Request) -> Response:
         "login.html",
         next=safe_next(request.query_params.get("next")),
         signed_up=request.query_params.get("signed_up") == "1",
+        account_deleted=request.query_params.get("deleted") == "1",
         error=None,
         email="",
     )
@@ -153,6 +157,7 @@ async def login(request: Request) -> Response:
             status=exc.status,
             next=target,
             signed_up=False,
+            account_deleted=False,
             error=exc.message,
             email=email,
         )
@@ -330,6 +335,40 @@ def library(request: Request) -> Response:
     )
 
 
+def _video_page(
+    request: Request,
+    container: Container,
+    viewer: Viewer,
+    row: VideoRow,
+    *,
+    error: ServiceError | None = None,
+    action: str | None = None,
+    values: dict[str, Any] | None = None,
+) -> HTMLResponse:
+    """A video's page; a completed one offers remix, and extend and edit where its model can do them."""
+    try:
+        spec = container.registry.resolve(row.model)
+        extend_seconds = list(spec.seconds) if "i2v" in spec.tasks else []
+        can_edit = "v2v" in spec.tasks
+        default_seconds = spec.default_seconds
+    except UnknownModel:  # a model since removed from the catalogue: remix only (the service says why not)
+        extend_seconds, can_edit, default_seconds = [], False, ""
+    return render(
+        request,
+        "video.html",
+        viewer,
+        status=error.status if error else 200,
+        video=row,
+        poll_ms=container.settings.poll_after_ms,
+        extend_seconds=extend_seconds,
+        default_seconds=default_seconds,
+        can_edit=can_edit,
+        action=action,
+        action_error=error.message if error else None,
+        values=values or {},
+    )
+
+
 @router.get("/videos/{video_id}", response_class=HTMLResponse)
 def video_page(video_id: str, request: Request) -> Response:
     container = get_container(request)
@@ -340,7 +379,7 @@ def video_page(video_id: str, request: Request) -> Response:
         row = container.videos.get(viewer.principal.id, video_id)
     except NotFound:
         return not_found(request, viewer)
-    return render(request, "video.html", viewer, video=row, poll_ms=container.settings.poll_after_ms)
+    return _video_page(request, container, viewer, row)
 
 
 async def _video_action(request: Request, video_id: str, action: str) -> Response:
@@ -370,7 +409,85 @@ async def cancel_video(video_id: str, request: Request) -> Response:
     return await _video_action(request, video_id, "cancel")
 
 
+async def _new_from_video(request: Request, video_id: str, action: str) -> Response:
+    """Remix (new prompt), extend (new prompt and seconds) or edit (new prompt) one of the viewer's completed
+    videos: the service calls of ``POST /v1/videos/{id}/remix`` and of ``/v1/videos/extensions`` and
+    ``/v1/videos/edits`` with ``video={"id": video_id}``. Then to the new video's page."""
+    form = await signed_in_post(request)
+    if isinstance(form, Response):
+        return form
+    container, viewer, fields = form.container, form.viewer, form.fields
+    try:
+        source = container.videos.get(viewer.principal.id, video_id)
+    except NotFound:
+        return not_found(request, viewer)
+    prompt = fields.get("prompt", "")
+    try:
+        if action == "remix":
+            remix = serving.parse(RemixBody, {"prompt": prompt})
+            options = remix.options()
+            row = await run_in_threadpool(container.videos.remix, viewer.principal, video_id, remix.prompt, options)
+        elif action == "extend":
+            body = {"prompt": prompt, "seconds": fields.get("seconds", ""), "video": {"id": video_id}}
+            extend = serving.extend_request(serving.parse(ExtendBody, body), {})
+            row = await run_in_threadpool(container.videos.extend, viewer.principal, extend)
+        else:
+            edit = serving.edit_request(serving.parse(EditBody, {"prompt": prompt, "video": {"id": video_id}}), {})
+            row = await run_in_threadpool(container.videos.edit, viewer.principal, edit)
+    except ServiceError as exc:  # the source is the viewer's (checked above): say what went wrong, on its page
+        return _video_page(request, container, viewer, source, error=exc, action=action, values=fields)
+    return RedirectResponse(f"/videos/{row.id}", status_code=303)
+
+
+@router.post("/videos/{video_id}/remix", response_class=HTMLResponse)
+async def remix_video(video_id: str, request: Request) -> Response:
+    return await _new_from_video(request, video_id, "remix")
+
+
+@router.post("/videos/{video_id}/extend", response_class=HTMLResponse)
+async def extend_video(video_id: str, request: Request) -> Response:
+    return await _new_from_video(request, video_id, "extend")
+
+
+@router.post("/videos/{video_id}/edit", response_class=HTMLResponse)
+async def edit_video(video_id: str, request: Request) -> Response:
+    return await _new_from_video(request, video_id, "edit")
+
+
 # -- my likeness ---------------------------------------------------------------------------------
+
+
+DAY = 86400
+
+
+def _last_day(expires_at: float | None) -> str:
+    """The last whole UTC day before ``expires_at`` ("YYYY-MM-DD"; "" for none): what the date field shows."""
+    if expires_at is None:
+        return ""
+    return datetime.fromtimestamp(expires_at - 1, UTC).strftime("%Y-%m-%d")
+
+
+def _expiry(fields: dict[str, Any]) -> float | None:
+    """The permission's expiry from the form: the end of the chosen UTC day, or none when the field is empty.
+
+    The form also carries the expiry it showed (``expires_was``): while the date is unchanged that exact
+    time is kept, so saving the form keeps an expiry set to any second through the API."""
+    day = str(fields.get("expires_on") or "").strip()
+    if not day:
+        return None
+    try:
+        was: float | None = float(str(fields.get("expires_was") or ""))
+    except ValueError:
+        was = None
+    if was is not None and _last_day(was) == day:
+        return was
+    try:
+        start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise InvalidRequest(
+            "Invalid value for 'expires_on': a date as YYYY-MM-DD.", param="expires_on", code="invalid_value"
+        ) from None
+    return start.timestamp() + DAY
 
 
 @router.get("/likeness", response_class=HTMLResponse)
@@ -390,6 +507,8 @@ def likeness_page(request: Request) -> Response:
         mine=mine,
         consents=consents,
         uses=uses,
+        expires_day=_last_day(mine.permission_expires_at) if mine else "",
+        now=time.time(),
         consent_text=CONSENT_TEXT,
         consent_version=CONSENT_VERSION,
         consent_sha256=CONSENT_SHA256,
@@ -431,7 +550,7 @@ async def likeness_action(character_id: str, action: str, request: Request) -> R
             perms = Permissions(
                 visibility=body.visibility,
                 allowed_users=body.allowed_users,
-                expires_at=None,
+                expires_at=_expiry(fields),
                 restrictions=body.restrictions,
             )
             await run_in_threadpool(chars.set_permissions, viewer.principal, character_id, perms)

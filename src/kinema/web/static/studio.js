@@ -27,6 +27,90 @@
     select.addEventListener("change", () => select.form.submit());
   }
 
+  // @name suggestions on the create form: the likenesses the viewer may use, from the page's datalist.
+  // Typing "@" and the start of a name lists the matches as buttons under the prompt; one inserts the name.
+  const names = document.getElementById("mention-names");
+  const promptBox = names && document.getElementById(names.dataset.for);
+  const suggest = document.getElementById("mention-suggest");
+  const choices = document.getElementById("mention-options");
+  const said = document.getElementById("mention-status");
+  if (promptBox && suggest && choices && said) {
+    const all = Array.from(names.options, (o) => o.value.replace(/^@/, ""));
+    const AT_CARET = /(^|[^\w@])@([a-z0-9_.-]*)$/i;
+    let caret = 0;
+    let part = "";
+    const hide = () => {
+      suggest.hidden = true;
+      choices.replaceChildren();
+    };
+    const insert = (name) => {
+      const start = caret - part.length; // just after the "@"
+      const rest = promptBox.value.slice(caret);
+      const text = name + (rest.startsWith(" ") ? "" : " ");
+      promptBox.value = promptBox.value.slice(0, start) + text + rest;
+      hide();
+      said.textContent = "Inserted @" + name + ".";
+      promptBox.focus();
+      promptBox.setSelectionRange(start + text.length, start + text.length);
+    };
+    const update = () => {
+      caret = promptBox.selectionStart;
+      const match = AT_CARET.exec(promptBox.value.slice(0, caret));
+      if (!match) {
+        hide();
+        return;
+      }
+      part = match[2];
+      const found = all.filter((n) => n.toLowerCase().startsWith(part.toLowerCase()));
+      if (!found.length) {
+        hide();
+        said.textContent = "No likeness you may use starts with @" + part + ".";
+        return;
+      }
+      choices.replaceChildren(
+        ...found.map((name) => {
+          const li = document.createElement("li");
+          const button = document.createElement("button");
+          button.type = "button";
+          button.className = "secondary small";
+          button.textContent = "@" + name;
+          button.addEventListener("click", () => insert(name));
+          li.append(button);
+          return li;
+        })
+      );
+      suggest.hidden = false;
+      said.textContent = found.length + (found.length === 1 ? " likeness matches." : " likenesses match.");
+    };
+    promptBox.addEventListener("input", update);
+    promptBox.addEventListener("keydown", (e) => {
+      if (suggest.hidden) return;
+      if (e.key === "ArrowDown") {
+        e.preventDefault();
+        choices.querySelector("button").focus();
+      } else if (e.key === "Escape") {
+        e.preventDefault();
+        hide();
+      }
+    });
+    choices.addEventListener("keydown", (e) => {
+      const buttons = Array.from(choices.querySelectorAll("button"));
+      const at = buttons.indexOf(document.activeElement);
+      if (e.key === "Escape") {
+        e.preventDefault();
+        hide();
+        promptBox.focus();
+      } else if ((e.key === "ArrowDown" || e.key === "ArrowRight") && at >= 0) {
+        e.preventDefault();
+        buttons[Math.min(at + 1, buttons.length - 1)].focus();
+      } else if ((e.key === "ArrowUp" || e.key === "ArrowLeft") && at >= 0) {
+        e.preventDefault();
+        if (at === 0) promptBox.focus();
+        else buttons[at - 1].focus();
+      }
+    });
+  }
+
   // Running jobs, on every signed-in page (so every open tab shows them).
   const tray = document.getElementById("jobs");
   const trayList = document.getElementById("jobs-list");
