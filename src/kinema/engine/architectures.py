@@ -241,6 +241,48 @@ def tiny_ti2v_pipeline(seed: int = 0) -> WanPipeline:
     )
 
 
+# Wan 2.2 A14B: two experts of the Wan 2.1 14B shape, one for the high-noise steps (``transformer``) and one
+# for the low-noise steps (``transformer_2``); the pipeline switches at timestep ``boundary_ratio * 1000``.
+# Boundaries are those of the reference configs (Wan-AI/Wan2.2 wan/configs/t2v_A14B.py and i2v_A14B.py). The
+# image-to-video experts take the first frame through the latents only (36 channels in) and have no image
+# cross-attention: the pipeline has no CLIP image encoder. The VAE is Wan 2.1's.
+WAN22_T2V_A14B_BOUNDARY = 0.875
+WAN22_I2V_A14B_BOUNDARY = 0.9
+TINY_A14B_I2V_TRANSFORMER: dict[str, Any] = {**TINY_TRANSFORMER, "in_channels": 36}
+
+
+def tiny_a14b_pipelines(seed: int = 0) -> dict[str, Any]:
+    """Random miniatures shaped like Wan 2.2 T2V-A14B ("t2v") and I2V-A14B ("i2v"), sharing text encoder and VAE.
+
+    Each pipeline has two differently initialised experts, so which one ran shows in the output; deterministic
+    for a given seed.
+    """
+    torch.manual_seed(seed)
+    shared = {
+        "tokenizer": build_tiny_tokenizer(),
+        "text_encoder": small_text_encoder(TINY_TEXT_DIM).eval(),
+        "vae": AutoencoderKLWan(**TINY_VAE).eval(),
+    }
+    t2v_experts = [WanTransformer3DModel(**TINY_TRANSFORMER).eval() for _ in range(2)]
+    i2v_experts = [WanTransformer3DModel(**TINY_A14B_I2V_TRANSFORMER).eval() for _ in range(2)]
+    return {
+        "t2v": WanPipeline(
+            **shared,
+            scheduler=wan_scheduler(),
+            transformer=t2v_experts[0],
+            transformer_2=t2v_experts[1],
+            boundary_ratio=WAN22_T2V_A14B_BOUNDARY,
+        ),
+        "i2v": WanImageToVideoPipeline(
+            **shared,
+            scheduler=wan_scheduler(),
+            transformer=i2v_experts[0],
+            transformer_2=i2v_experts[1],
+            boundary_ratio=WAN22_I2V_A14B_BOUNDARY,
+        ),
+    }
+
+
 def cast_like_from_pretrained(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
     """Cast ``model``'s floating-point weights to ``dtype`` except those its class keeps in float32.
 

@@ -71,6 +71,7 @@ _FAMILIES: dict[str, str] = {"wan": "kinema.engine.wan:WanBackend", "ltx": "kine
 _MINIATURES: dict[str, str] = {
     TINY_WAN: "kinema.engine.tiny:build_tiny_models",
     "tiny-ltx": "kinema.engine.tiny:build_tiny_ltx",
+    "tiny-wan-a14b": "kinema.engine.tiny:build_tiny_a14b",
 }
 """Miniature model name -> "module:function" that builds it under a models dir (offline)."""
 

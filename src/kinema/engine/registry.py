@@ -80,6 +80,9 @@ class ModelSpec:
     default_seconds: str
     default_steps: int
     default_guidance: float
+    default_guidance_2: float | None = None
+    """Wan 2.2 A14B: the guidance of the low-noise expert (``transformer_2``) at the default guidance; None
+    uses ``default_guidance`` for both (see :meth:`guidance_2_for`)."""
     miniature: bool = False
     """True for randomly initialised miniatures: they run the real code path but make no meaningful video."""
     default_negative_prompt: str | None = None
@@ -145,6 +148,16 @@ class ModelSpec:
     def flow_shift_for(self, width: int, height: int) -> float | None:
         """The scheduler flow shift for a native size, or None to keep the checkpoint's."""
         return self.flow_shift.get(f"{width}x{height}")
+
+    def guidance_2_for(self, guidance: float) -> float | None:
+        """The low-noise expert's guidance for a run at ``guidance``: the model's own second value when the run
+        uses the default guidance, else ``guidance`` itself (None: the model has one guidance for all steps).
+
+        A caller that picks its own guidance (or the turbo preset's 1.0) gets it for both experts.
+        """
+        if self.default_guidance_2 is None:
+            return None
+        return self.default_guidance_2 if guidance == self.default_guidance else guidance
 
     def speeds(self) -> list[Speed]:
         """The speed presets this model offers: ``exact`` and ``fast`` always, ``turbo`` with a distilled LoRA."""
@@ -317,6 +330,7 @@ def _seconds(fps: int, durations: Iterable[int]) -> dict[str, int]:
 
 
 TINY_WAN = "tiny-wan"
+TINY_WAN_A14B = "tiny-wan-a14b"
 TINY_TURBO_LORA = "pytorch_lora_weights.safetensors"
 
 
@@ -339,6 +353,8 @@ def builtin_specs() -> list[ModelSpec]:
     """
     wan21_t2v = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
     wan22_ti2v = "Wan-AI/Wan2.2-TI2V-5B-Diffusers"
+    # Wan 2.2 A14B makes 480p and 720p; 720p is the default, OpenAI's sizes map onto it.
+    a14b_sizes = {**_sizes((1280, 720)), "832x480": (832, 480), "480x832": (480, 832)}
     return [
         ModelSpec(
             name="wan2.1-t2v-1.3b",
@@ -418,6 +434,60 @@ def builtin_specs() -> list[ModelSpec]:
             weights_gb=24.2,
             largest_component_gb=11.4,
         ),
+        # Wan 2.2 A14B: two 14B experts, one for the high-noise steps and one for the low-noise steps, switched
+        # at the checkpoint's boundary_ratio (0.875 T2V, 0.9 I2V; model_index.json). Reference settings from
+        # Wan-AI/Wan2.2 wan/configs/wan_{t2v,i2v}_A14B.py: 40 steps, one sample_shift for every size (12.0 T2V,
+        # 5.0 I2V), boundary 0.875 / 0.900, sample_guide_scale (low noise, high noise) = (3.0, 4.0) T2V and
+        # (3.5, 3.5) I2V, i.e. guidance_scale 4.0 and guidance_scale_2 3.0 for T2V in diffusers' terms (checked
+        # against those config files).
+        # Memory: each expert is 14.3B parameters, 28.6 GB in bf16 (~57 GB of expert weights on disk), + UMT5-XXL
+        # (11.4 GB) in bf16 + the Wan 2.1 VAE (0.5 GB) in fp32; the I2V pipeline has no CLIP image encoder.
+        # weights_gb counts both experts resident (offload "none"); with offload "model" only the running
+        # component is on the GPU, so the peak for weights is one expert (largest_component_gb), and the two
+        # experts are swapped over PCIe once per run at the boundary.
+        # No turbo: lightx2v's distilled LoRAs for A14B come as one LoRA per expert, which TurboSpec cannot hold.
+        ModelSpec(
+            name="wan2.2-t2v-a14b",
+            family="wan",
+            description=(
+                "Wan 2.2 text-to-video, two 14B experts (high-noise and low-noise), 720p or 480p at 16 fps; "
+                "69 GB of weights, one 28.6 GB expert at a time on the GPU with model offload."
+            ),
+            tasks={"t2v": ComponentSource("WanPipeline", repo_id="Wan-AI/Wan2.2-T2V-A14B-Diffusers")},
+            fps=16,
+            sizes=a14b_sizes,
+            default_size="1280x720",
+            seconds=_seconds(16, (4, 5)),
+            default_seconds="5",
+            default_steps=40,
+            default_guidance=4.0,
+            default_guidance_2=3.0,
+            default_negative_prompt=WAN_NEGATIVE_PROMPT,
+            flow_shift={size: 12.0 for size in ("1280x720", "720x1280", "832x480", "480x832")},
+            weights_gb=69.1,
+            largest_component_gb=28.6,
+        ),
+        ModelSpec(
+            name="wan2.2-i2v-a14b",
+            family="wan",
+            description=(
+                "Wan 2.2 image-to-video, two 14B experts (high-noise and low-noise), 720p or 480p at 16 fps; "
+                "69 GB of weights, one 28.6 GB expert at a time on the GPU with model offload."
+            ),
+            tasks={"i2v": ComponentSource("WanImageToVideoPipeline", repo_id="Wan-AI/Wan2.2-I2V-A14B-Diffusers")},
+            fps=16,
+            sizes=a14b_sizes,
+            default_size="1280x720",
+            seconds=_seconds(16, (4, 5)),
+            default_seconds="5",
+            default_steps=40,
+            default_guidance=3.5,
+            default_guidance_2=3.5,
+            default_negative_prompt=WAN_NEGATIVE_PROMPT,
+            flow_shift={size: 5.0 for size in ("1280x720", "720x1280", "832x480", "480x832")},
+            weights_gb=69.1,
+            largest_component_gb=28.6,
+        ),
         ModelSpec(
             name=TINY_WAN,
             family="wan",
@@ -451,6 +521,36 @@ def builtin_specs() -> list[ModelSpec]:
             ),
         ),
     ]
+
+
+def tiny_a14b_spec() -> ModelSpec:
+    """The ``tiny-wan-a14b`` miniature: Wan 2.2 A14B's shape (two experts and a boundary) with random weights.
+
+    Not in the served catalogue (tests build a registry with it); built offline by
+    :func:`kinema.engine.tiny.build_tiny_a14b`.
+    """
+    return ModelSpec(
+        name=TINY_WAN_A14B,
+        family="wan",
+        description=(
+            "Miniature Wan 2.2 A14B with random weights (two tiny experts and the reference boundaries), built "
+            "locally; makes no meaningful video. For tests."
+        ),
+        tasks={
+            "t2v": ComponentSource("WanPipeline", subdir=f"{TINY_WAN_A14B}/t2v"),
+            "i2v": ComponentSource("WanImageToVideoPipeline", subdir=f"{TINY_WAN_A14B}/i2v"),
+        },
+        fps=8,
+        sizes={"96x64": (96, 64), "64x96": (64, 96)},
+        default_size="96x64",
+        seconds=_seconds(8, (1, 2)),
+        default_seconds="1",
+        default_steps=4,
+        default_guidance=4.0,
+        default_guidance_2=3.0,
+        miniature=True,
+        default_negative_prompt=WAN_NEGATIVE_PROMPT,
+    )
 
 
 def builtin_registry(default: str = BUILTIN_DEFAULT) -> ModelRegistry:

@@ -40,6 +40,12 @@ def current_speed(pipe: Any) -> Speed:
     return speed
 
 
+def experts(pipe: Any) -> list[Any]:
+    """The pipeline's denoisers: ``transformer``, plus Wan 2.2 A14B's low-noise expert ``transformer_2``."""
+    second = getattr(pipe, "transformer_2", None)
+    return [pipe.transformer] if second is None else [pipe.transformer, second]
+
+
 def cache_hooks_available(transformer: torch.nn.Module) -> bool:
     """True when the installed diffusers has cache hooks (``enable_cache``, First Block Cache)."""
     try:
@@ -61,15 +67,18 @@ def configure_speed(pipe: Any, speed: Speed, *, turbo: TurboSpec | None = None, 
         raise ValueError("the turbo preset needs the model's distilled LoRA")
     if speed == before:
         return
-    if before == "fast" and getattr(transformer, "is_cache_enabled", False):
-        transformer.disable_cache()
+    if before == "fast":
+        for expert in experts(pipe):
+            if getattr(expert, "is_cache_enabled", False):
+                expert.disable_cache()
     if before == "turbo":
         pipe.disable_lora()
     if speed == "fast":
         if cache_hooks_available(transformer):
             from diffusers import FirstBlockCacheConfig
 
-            transformer.enable_cache(FirstBlockCacheConfig(threshold=FAST_CACHE_THRESHOLD))
+            for expert in experts(pipe):
+                expert.enable_cache(FirstBlockCacheConfig(threshold=FAST_CACHE_THRESHOLD))
         else:
             log.warning("the installed diffusers has no cache hooks: the fast preset runs as exact")
     elif speed == "turbo":
@@ -98,18 +107,18 @@ def attention_backend(device: torch.device) -> str | None:
 
 
 def apply_load_time_levers(pipe: Any, device: torch.device, *, compile_blocks: bool) -> dict[str, Any]:
-    """Set the attention backend and compile the transformer's repeated blocks (CUDA only); returns what was
-    done, for the log and the benchmark."""
+    """Set the attention backend and compile the repeated blocks of every expert (CUDA only); returns what
+    was done, for the log and the benchmark."""
     done: dict[str, Any] = {"attention_backend": "native", "compiled": False}
-    transformer = pipe.transformer
     backend = attention_backend(device)
-    if backend is not None and hasattr(transformer, "set_attention_backend"):
-        try:
-            transformer.set_attention_backend(backend)
-            done["attention_backend"] = backend
-        except Exception as exc:  # a backend whose kernels do not support this GPU: keep SDPA
-            log.warning("attention backend %s unavailable (%s); keeping PyTorch SDPA", backend, exc)
-    if compile_blocks and device.type == "cuda" and getattr(transformer, "_repeated_blocks", None):
-        transformer.compile_repeated_blocks(fullgraph=True)
-        done["compiled"] = True
+    for transformer in experts(pipe):
+        if backend is not None and hasattr(transformer, "set_attention_backend"):
+            try:
+                transformer.set_attention_backend(backend)
+                done["attention_backend"] = backend
+            except Exception as exc:  # a backend whose kernels do not support this GPU: keep SDPA
+                log.warning("attention backend %s unavailable (%s); keeping PyTorch SDPA", backend, exc)
+        if compile_blocks and device.type == "cuda" and getattr(transformer, "_repeated_blocks", None):
+            transformer.compile_repeated_blocks(fullgraph=True)
+            done["compiled"] = True
     return done

@@ -6,13 +6,14 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import diffusers
 import transformers
 
 from kinema.engine.layout import BUILT_MARKER
-from kinema.engine.registry import TINY_TURBO_LORA, TINY_WAN
+from kinema.engine.registry import TINY_TURBO_LORA, TINY_WAN, TINY_WAN_A14B
 
 TINY_BUILD_VERSION = 2
 """Bump when the miniature architectures change: an existing build with another version is rebuilt."""
@@ -104,29 +105,28 @@ def build_tiny_models(models_dir: Path, *, seed: int = 0) -> bool:
             shutil.rmtree(staging, ignore_errors=True)
 
 
-TINY_LTX_BUILD_VERSION = 1
+def _build_miniature(
+    models_dir: Path, name: str, version: int, seed: int, readme: str, save: Callable[[Path], None]
+) -> bool:
+    """Build miniature ``name`` under ``models_dir/name`` unless a build of ``version`` is there; returns True
+    if it built.
 
-
-def build_tiny_ltx(models_dir: Path, *, seed: int = 0) -> bool:
-    """Build the ``tiny-ltx`` miniature under ``models_dir/tiny-ltx/t2v`` unless it is there; offline, seeded.
-
-    The same staging-then-rename scheme as :func:`build_tiny_models`. Returns True if it built.
+    ``save(staging)`` writes the pipelines into a temporary directory that is renamed into place with the
+    completion marker (written last) inside, as :func:`build_tiny_models` does.
     """
-    from kinema.engine.architectures import tiny_ltx_pipeline
-
     models_dir = Path(models_dir)
-    root = models_dir / "tiny-ltx"
+    root = models_dir / name
     try:
-        if json.loads((root / BUILT_MARKER).read_text()).get("version") == TINY_LTX_BUILD_VERSION:
+        if json.loads((root / BUILT_MARKER).read_text()).get("version") == version:
             return False
     except (OSError, ValueError):
         pass
     models_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tiny-ltx.", dir=models_dir))
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=models_dir))
     try:
-        tiny_ltx_pipeline(seed).save_pretrained(staging / "t2v", safe_serialization=True)
-        (staging / "README.txt").write_text(README.replace("tiny-wan", "tiny-ltx").replace("Wan", "LTX-Video"))
-        marker = {"version": TINY_LTX_BUILD_VERSION, "seed": seed, "diffusers": diffusers.__version__}
+        save(staging)
+        (staging / "README.txt").write_text(readme)
+        marker = {"version": version, "seed": seed, "diffusers": diffusers.__version__}
         (staging / BUILT_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
         if root.exists():
             shutil.rmtree(root)
@@ -135,3 +135,48 @@ def build_tiny_ltx(models_dir: Path, *, seed: int = 0) -> bool:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+TINY_LTX_BUILD_VERSION = 1
+
+
+def build_tiny_ltx(models_dir: Path, *, seed: int = 0) -> bool:
+    """Build the ``tiny-ltx`` miniature under ``models_dir/tiny-ltx/t2v`` unless it is there; offline, seeded.
+
+    Returns True if it built.
+    """
+    from kinema.engine.architectures import tiny_ltx_pipeline
+
+    def save(staging: Path) -> None:
+        tiny_ltx_pipeline(seed).save_pretrained(staging / "t2v", safe_serialization=True)
+
+    readme = README.replace("tiny-wan", "tiny-ltx").replace("Wan", "LTX-Video")
+    return _build_miniature(models_dir, "tiny-ltx", TINY_LTX_BUILD_VERSION, seed, readme, save)
+
+
+TINY_A14B_BUILD_VERSION = 1
+
+A14B_README = """\
+tiny-wan-a14b: MINIATURE MODELS WITH RANDOM WEIGHTS
+
+Randomly initialised, very small versions of the Wan 2.2 A14B pipelines (t2v/: text-to-video, i2v/:
+image-to-video), each with two experts (transformer for the high-noise steps, transformer_2 for the
+low-noise ones) and the reference boundary_ratio. Built on this machine by kinema
+(kinema.engine.tiny.build_tiny_a14b) from configs written in code, with a fixed seed; nothing was
+downloaded. They run the real code path but have learned nothing: their videos are NOT MEANINGFUL.
+Use them for tests and development only.
+"""
+
+
+def build_tiny_a14b(models_dir: Path, *, seed: int = 0) -> bool:
+    """Build the ``tiny-wan-a14b`` miniatures under ``models_dir/tiny-wan-a14b/{t2v,i2v}`` unless they are there.
+
+    Offline and seeded. Returns True if it built.
+    """
+    from kinema.engine.architectures import tiny_a14b_pipelines
+
+    def save(staging: Path) -> None:
+        for task, pipe in tiny_a14b_pipelines(seed).items():
+            pipe.save_pretrained(staging / task, safe_serialization=True)
+
+    return _build_miniature(models_dir, TINY_WAN_A14B, TINY_A14B_BUILD_VERSION, seed, A14B_README, save)

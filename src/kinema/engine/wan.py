@@ -157,8 +157,9 @@ class WanBackend:
                     self.path, local_files_only=True, **{dtype_keyword(): self.placement.component_dtypes()}
                 )
                 if self.offload == "model":
-                    # One component on the GPU at a time (text encoder, transformer, VAE): the peak is the
-                    # largest of them rather than their sum.
+                    # One component on the GPU at a time (text encoder, transformer, VAE; Wan 2.2 A14B's two
+                    # experts in turn, swapped at the boundary step): the peak is the largest of them rather
+                    # than their sum.
                     pipe.enable_model_cpu_offload(device=self.placement.device)
                 elif self.offload == "sequential":
                     pipe.enable_sequential_cpu_offload(device=self.placement.device)
@@ -233,7 +234,7 @@ class WanBackend:
                     height=request.height,
                     width=request.width,
                     num_inference_steps=request.num_inference_steps,
-                    guidance_scale=request.guidance_scale,
+                    **self._guidance_inputs(pipe, request),
                     generator=generator,
                     output_type="np",
                     callback_on_step_end=on_step_end,
@@ -289,6 +290,16 @@ class WanBackend:
         else:
             pipe.vae.disable_tiling()
         return tile
+
+    def _guidance_inputs(self, pipe: DiffusionPipeline, request: GenerationRequest) -> dict[str, Any]:
+        """``guidance_scale``, and for a two-expert pipeline (Wan 2.2 A14B) ``guidance_scale_2``, the low-noise
+        expert's (:meth:`ModelSpec.guidance_2_for`); the pipeline refuses the latter without a boundary."""
+        inputs: dict[str, Any] = {"guidance_scale": request.guidance_scale}
+        if getattr(pipe, "transformer_2", None) is not None and pipe.config.get("boundary_ratio") is not None:
+            second = self.spec.guidance_2_for(request.guidance_scale)
+            if second is not None:
+                inputs["guidance_scale_2"] = second
+        return inputs
 
     def _negative_inputs(self, pipe: DiffusionPipeline, request: GenerationRequest) -> dict[str, Any]:
         """The request's negative prompt, or the model's default one as a cached embedding.
