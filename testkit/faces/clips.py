@@ -310,6 +310,7 @@ def head_turn_clip(
     shake: float | None = None,
     noise: float | None = None,
     motion_blur: bool = True,
+    exposure_jump: float | None = None,
 ) -> np.ndarray:
     """An HONEST synthetic enrolment clip (a stand-in for real footage): ``person`` turns their head as
     ``moves`` say, in their own terms ("left": the person's own left, the nose toward the image's right in an
@@ -317,7 +318,11 @@ def head_turn_clip(
 
     ``seed`` draws what real attempts vary (timing, amplitude 15-45 degrees unless ``amplitudes``, roll,
     nods, shake, zoom, brightness, noise); ``resolution`` is a key of ``RESOLUTIONS``; ``face_frac`` the face
-    width as a fraction of the frame width (default: drawn, smaller at 360p)."""
+    width as a fraction of the frame width (default: drawn, smaller at 360p).
+
+    ``exposure_jump``: a webcam's auto-exposure / white-balance step, the image's gain multiplied by this (e.g.
+    0.7-1.4) plus an offset and a per-channel balance, over 1-3 frames at a random point (``_exposure_step``).
+    Drawn from its own generator, so the rest of the clip is the same as without it."""
     return _head_turn_clip(
         tuple(moves),
         person,
@@ -333,6 +338,7 @@ def head_turn_clip(
         shake,
         noise,
         motion_blur,
+        exposure_jump,
     )
 
 
@@ -352,6 +358,7 @@ def _head_turn_clip(
     shake: float | None,
     noise: float | None,
     motion_blur: bool,
+    exposure_jump: float | None,
 ) -> np.ndarray:
     rng = np.random.default_rng(seed)
     image = photo(person)
@@ -379,6 +386,7 @@ def _head_turn_clip(
     gain = 1.0 + rng.uniform(-0.1, 0.1) * t / max(t[-1], 1e-6)
     face_px = 2.4 * g.d
     sigma = noise if noise is not None else float(rng.uniform(0.5, 3.0))
+    exposure = _exposure_step(n, seed, exposure_jump) if exposure_jump is not None else None
     frames = []
     for k in range(n):
         rendered = render_turn(image, depth, mask, centre, float(yaw[k]), float(pitch[k]))
@@ -390,8 +398,27 @@ def _head_turn_clip(
                 kernel = np.full((1, length), 1.0 / length, dtype=np.float32)
                 view = cv2.filter2D(view, -1, kernel)
         frames.append(view.astype(np.float32) * gain[k])
+        if exposure is not None:
+            channel_gain, offset = exposure
+            frames[-1] = frames[-1] * channel_gain[k] + offset[k]
         frames[-1] = _noisy(frames[-1], rng, sigma)  # frame by frame: a 4K clip in float32 would take GBs
     return _finish(np.stack(frames), fps, rng, noise=0.0, h264=h264, crf=crf, mirrored=mirrored)
+
+
+def _exposure_step(n: int, seed: int, jump: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame of an ``n``-frame clip: the RGB gain (``n x 3``) and grey offset (``n``) of an auto-exposure
+    step to ``jump`` times the gain, with an offset of up to +-10 grey levels and each channel's gain off by up to
+    +-8 % (white balance), eased in over 1-3 frames that start anywhere between 15 % and 85 % of the clip. Its
+    own generator (from ``seed``): the clip's other draws stay as they are."""
+    rng = np.random.default_rng([seed, 0xE1])
+    frames = int(rng.integers(1, 4))
+    start = int(rng.integers(round(0.15 * n), max(round(0.85 * n) - frames, round(0.15 * n) + 1)))
+    final_gain = jump * (1.0 + rng.uniform(-0.08, 0.08, 3))
+    final_offset = float(rng.uniform(-10.0, 10.0))
+    # 0 before the step, 1 after it, evenly in between over ``frames`` frames.
+    progress = np.clip((np.arange(n) - start + 1) / frames, 0.0, 1.0)
+    channel_gain = 1.0 + progress[:, None] * (final_gain[None, :] - 1.0)
+    return channel_gain.astype(np.float32), (progress * final_offset).astype(np.float32)
 
 
 def _noisy(frame: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:

@@ -10,17 +10,24 @@ one core whatever its resolution:
   ``a`` moves every point by ``sin(a)`` times its depth on top of what a plane does, so both depth terms come
   out near ``sin(a)``, with the sign of the turn. A photograph, a print or a screen, however it is moved, scaled,
   rotated, sheared or tilted, is explained by the plane alone (both terms near 0). A local warp that pushes the
-  nose sideways ("liquify") gives a nose term but no shape term (the cheeks and the outline stay planar); a page
-  bent around a vertical axis gives a shape term but no nose of its own. A real turn needs both.
+  nose sideways ("liquify") gives a nose term but no shape term (the cheeks and the outline stay planar).
+  A page bent around a vertical axis (a cylinder) does give a shape term, so the fit is made a second time with
+  any depth profile across the face allowed (a free function of the horizontal position: what a page bent
+  around a vertical axis can do, whatever its bend): what is left of the shape term there is its **vertical
+  curvature** (``vertical``), the forehead and chin falling away from the camera. A head is curved both ways,
+  a bent page in one only, so it measures about 0. A real turn needs shape, vertical curvature and occlusion.
 * **Continuity** (``continuity``): consecutive frames (and frames half a second apart) must be explained by
-  motion: after warping one onto the other along the flow, what differs is noise and a thin strip of occlusion.
+  motion: after warping one onto the other along the flow (and matching the second's global gain and offset to
+  the first's: a webcam's auto-exposure), what differs is noise and a thin strip of occlusion.
   A hard cut between two photographs, or a cross-fade between them, leaves a difference the flow cannot explain;
   and a frame of a cross-fade is explained far better by a per-pixel mix of the frames before and after it than by
   motion, while a moving head is explained by motion (a mix ghosts it).
 
 The depth terms are generic templates built from the 5 landmarks (eye distance ``d``): an ellipsoid 2.5 ``d``
 wide and 3.6 ``d`` high, 1.2 ``d`` deep, and a nose 0.4 ``d`` high. Real faces differ, so the decision uses
-ratios well below the expected values (see ``MIN_SHAPE_PARALLAX`` and ``MIN_NOSE_PARALLAX``).
+ratios well below the expected values (see ``MIN_SHAPE_PARALLAX`` and ``MIN_VERTICAL_PARALLAX``). The nose
+term is measured and reported but not used: its ratio is too noisy on its own, even averaged over a clip's turns
+(synthetic renders of real heads 0.23-1.0 per clip, bent pages up to 0.22).
 """
 
 from __future__ import annotations
@@ -42,6 +49,16 @@ MIN_SHAPE_PARALLAX: Final = 0.4
 """Smallest accepted ratio of the measured head-shape parallax to what the landmarks' turn implies. Synthetic 3D
 renders of real heads measure 0.7-1.2; a photograph moved, scaled, rotated, sheared or tilted 0 +- 0.15; a
 local warp combined with a shear about 0.4-0.5 (refused by occlusion)."""
+MIN_VERTICAL_PARALLAX: Final = 0.4
+"""Smallest accepted ratio of the head shape's vertical curvature (the shape term fitted again with a free depth
+profile across the face, see ``parallax``) to what the landmarks' turn implies, as ``MIN_SHAPE_PARALLAX`` is for
+the shape term itself. Synthetic 3D renders of real heads measure 0.5-1.8 (close to their shape ratio: the
+renders have the template's shape; 3 of 134 frontal-to-turned pairs lower, 0.16-0.44, each with a better
+pair on the same turn); pages bent around a vertical axis (curvature 1.5-3, with and without H.264) -0.2-0.3
+(32 of 33 pairs; one at 0.51, on one turn of an H.264 clip). The crops are aligned on the eyes, so a page bent
+around an axis tilted from the face's vertical (a rolled photograph) leaks a little into this term."""
+_PROFILE_STEP: Final = 0.25
+"""Spacing, in eye distances, of the piecewise-linear depth profile across the face that the vertical fit allows."""
 MIN_OCCLUSION: Final = 0.25
 """Smallest accepted share of the face's far half (the side the nose turns toward) whose flow does not come back
 (forward-backward check), per unit of ``sin(angle)`` of the turn: what the turn hides grows with the turn.
@@ -56,6 +73,8 @@ MAX_FADE: Final = 0.5
 MAX_MIX_RATIO: Final = 3.0
 """Largest accepted ratio of the flow residual to the mix residual of a frame between two others 0.4 s apart
 (see ``continuity``): real turns measure 0.5-0.7 (motion is explained by flow, a mix ghosts), cross-fades 11-15."""
+_EXPOSURE_GAIN_RANGE: Final = (0.5, 2.0)
+"""Bounds of the gain ``_match_exposure`` applies (auto-exposure steps are 15-40 %)."""
 MIN_MIX_CHANGE: Final = 0.15
 """Only pairs whose change (mean absolute difference over the face's contrast) reaches this are tested for a mix:
 below it, a mix and a small motion are alike."""
@@ -73,7 +92,9 @@ class Parallax:
     eye distance of depth: about ``sin(angle)`` for a real head, signed like the turn: positive when the nose
     moves toward the image's right); ``expected``: ``sin(angle)`` implied by the landmarks' change of yaw;
     ``residual``: what neither the plane nor the depth terms explain (px RMS in the crop); ``points``: how many
-    face points were used."""
+    face points were used; ``occluded_far``/``occluded_near``: the hidden shares of the far and near halves;
+    ``vertical``: the shape term when any depth profile across the face is allowed too (only the template's
+    change with height is left: about ``sin(angle)`` for a head, 0 for a page bent around a vertical axis)."""
 
     shape: float
     nose: float
@@ -82,17 +103,24 @@ class Parallax:
     points: int
     occluded_far: float = 0.0
     occluded_near: float = 0.0
+    vertical: float = 0.0
 
     @property
     def score(self) -> float:
-        """Below 1: one of the two pieces of evidence (shape parallax, occlusion on the far side) is missing."""
+        """Below 1: one of the pieces of evidence (shape parallax, its vertical curvature, occlusion on the far
+        side) is missing."""
         occlusion = self.occluded_far if self.occluded_far >= 0.8 * self.occluded_near else 0.0
         needed = max(MIN_OCCLUDED, MIN_OCCLUSION * abs(self.expected))
-        return min(self.shape_ratio / MIN_SHAPE_PARALLAX, occlusion / needed)
+        return min(
+            self.shape_ratio / MIN_SHAPE_PARALLAX,
+            self.vertical_ratio / MIN_VERTICAL_PARALLAX,
+            occlusion / needed,
+        )
 
     @property
     def alive(self) -> bool:
-        """Parallax shaped like a head with the sign of the turn, and the far side partly hidden by it."""
+        """Parallax shaped like a head (curved across and top to bottom) with the sign of the turn, and the far
+        side partly hidden by it."""
         return self.score >= 1.0
 
     @property
@@ -102,6 +130,10 @@ class Parallax:
     @property
     def nose_ratio(self) -> float:
         return self.nose / self.expected if self.expected else 0.0
+
+    @property
+    def vertical_ratio(self) -> float:
+        return self.vertical / self.expected if self.expected else 0.0
 
 
 def eye_frame(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -211,14 +243,29 @@ def parallax(
     rows_y = np.stack([zero, zero, zero, one, x, y, x * y, y * y, zero, zero, s1, s2], axis=1)
     design = np.vstack([rows_x, rows_y])
     target = np.concatenate([qx, qy])
-    weights: np.ndarray = np.ones(2 * n)
+    coef = _robust_fit(design, target)
+    residual = float(np.sqrt(np.mean((design @ coef - target) ** 2))) * CROP_EYE_DISTANCE
+    # Vertical curvature: the same fit plus a free depth profile across the face (piecewise linear in x, in the
+    # horizontal flow only), which absorbs whatever a page bent around a vertical axis does; the shape term then
+    # keeps only how the head's depth changes with height.
+    knots = np.arange(-2.0, 2.0 + 1e-9, _PROFILE_STEP)
+    profile = np.clip(1.0 - np.abs(x[:, None] - knots[None, :]) / _PROFILE_STEP, 0.0, None)
+    profile = profile[:, (profile > 0).sum(axis=0) >= 10]
+    extended = np.vstack([np.hstack([rows_x, profile]), np.hstack([rows_y, np.zeros_like(profile)])])
+    vertical = float(_robust_fit(extended, target)[8])
+    return Parallax(float(coef[8]), float(coef[9]), expected, residual, n, occluded_far, occluded_near, vertical)
+
+
+def _robust_fit(design: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least squares ``design @ coef = target``, iteratively reweighted (Huber, 4 rounds): robust to a few bad
+    matches of the flow."""
+    weights: np.ndarray = np.ones(len(target))
     coef: np.ndarray = np.zeros(design.shape[1])
-    for _ in range(4):  # iteratively reweighted least squares (Huber), robust to a few bad matches
+    for _ in range(4):
         coef, *_ = np.linalg.lstsq(design * weights[:, None], target * weights, rcond=None)
         resid = np.abs(design @ coef - target)
         weights = np.sqrt(1.0 / np.maximum(resid / 0.03, 1.0))
-    residual = float(np.sqrt(np.mean((design @ coef - target) ** 2))) * CROP_EYE_DISTANCE
-    return Parallax(float(coef[8]), float(coef[9]), expected, residual, n, occluded_far, occluded_near)
+    return coef
 
 
 def expected_parallax(yaw_from: float, yaw_to: float) -> float:
@@ -235,12 +282,14 @@ def continuity(greys: list[np.ndarray], landmarks: list[np.ndarray], rate: float
 
     ``greys``: the clip's frames (2-D ``uint8``) at ``rate`` frames per second (the full rate, up to 30 fps);
     ``landmarks``: where the face is in each (those of a nearby analysed frame will do: they only place the crop).
-    Each pair is cut out with the same eye-aligned crop, the later crop is warped back along the dense flow, and
-    the mean absolute difference over the face is divided by the face's contrast (the standard deviation of its
-    grey levels). Two scales:
+    Each pair is cut out with the same eye-aligned crop, the later crop's grey levels are brought to the earlier
+    one's exposure (``_match_exposure``: a webcam's auto-exposure steps the whole image's gain), it is warped back
+    along the dense flow, and the mean absolute difference over the face is divided by the face's contrast (the
+    standard deviation of its grey levels). Two scales:
 
     * consecutive frames: a hard cut between two pictures leaves 0.6-1.0, real motion, noise and H.264 about
-      0.05-0.15 (motion blur and fast turns included);
+      0.05-0.15 (motion blur and fast turns included), an auto-exposure step of 15-40 % in 1-3 frames 0.09-0.14
+      (up to 1.2 without exposure matching);
     * frames 0.2 s apart, minus 4 times the face's motion between them (in eye distances), held to ``MAX_FADE``
       (the result is rescaled to ``MAX_DISCONTINUITY``'s scale): a cross-fade changes the pixels without moving
       them (0.5-0.7 on synthetic fades), while a real head changes its pixels by moving (0.0-0.2; up to about
@@ -255,7 +304,7 @@ def continuity(greys: list[np.ndarray], landmarks: list[np.ndarray], rate: float
 
     def unexplained(i: int, j: int) -> tuple[float, float]:
         a = face_crop(greys[i], landmarks[i])
-        b = face_crop(greys[j], landmarks[i])
+        b = _match_exposure(face_crop(greys[j], landmarks[i]), a, lo, hi)
         flow = _flow(a, b)
         warped = cv2.remap(b, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         region_a = a[lo:hi, lo:hi].astype(np.float32)
@@ -284,6 +333,19 @@ def continuity(greys: list[np.ndarray], landmarks: list[np.ndarray], rate: float
         if score > worst:
             worst, where = score, i + mix_gap // 2
     return worst, where
+
+
+def _match_exposure(image: np.ndarray, reference: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """``image`` (a ``uint8`` crop) with its grey levels mapped by the gain and offset that bring its 10th and 90th
+    percentiles over ``[lo:hi, lo:hi]`` onto ``reference``'s: a webcam's auto-exposure or white balance changes
+    the whole picture's gain and offset within a frame or two, which no motion explains. Percentiles barely move
+    when the face moves, and a cut or a fade between two pictures is not a global gain and offset either."""
+    region = (slice(lo, hi), slice(lo, hi))
+    low, high = np.percentile(image[region], (10, 90))
+    ref_low, ref_high = np.percentile(reference[region], (10, 90))
+    gain = float(np.clip((ref_high - ref_low) / max(float(high - low), 1.0), *_EXPOSURE_GAIN_RANGE))
+    offset = float(ref_low) - gain * float(low)
+    return np.asarray(np.clip(image.astype(np.float32) * gain + offset, 0, 255).astype(np.uint8))
 
 
 def _mix_ratio(
