@@ -11,10 +11,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from kinema.api.deps import SESSION_COOKIE, get_container
+from kinema.api.deps import SESSION_COOKIE
 from kinema.container import Container
 from kinema.services.errors import NotFound, ServiceError
-from kinema.web.pages import Viewer, current_viewer, not_found, render, service_error, signed_in_post, to_login
+from kinema.web.pages import Viewer, not_found, render, service_error, signed_in, signed_in_post
 
 router = APIRouter(include_in_schema=False)
 
@@ -38,10 +38,10 @@ def _account_page(
 
 @router.get("/account", response_class=HTMLResponse)
 def account_page(request: Request) -> Response:
-    container = get_container(request)
-    viewer = current_viewer(request, container)
-    if viewer is None:
-        return to_login(request)
+    found = signed_in(request)
+    if isinstance(found, Response):
+        return found
+    container, viewer = found
     return _account_page(request, container, viewer)
 
 

@@ -17,14 +17,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from kinema.api.deps import get_container
 from kinema.api.v1.accounts.protocol import ApiKey
 from kinema.api.v1.admin.protocol import Invite
 from kinema.container import Container
 from kinema.services import transparency
 from kinema.services.accounts import check_cohort
 from kinema.services.errors import InvalidRequest, NotFound, ServiceError
-from kinema.web.pages import Post, Viewer, current_viewer, not_found, render, signed_in_post, to_login
+from kinema.web.pages import Viewer, not_found, render, signed_in, signed_in_post
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
@@ -37,21 +36,6 @@ SECTIONS = (
     ("/admin/audit", "Audit log"),
 )
 LIMIT_FIELDS = ("requests_per_minute", "concurrent_jobs", "video_seconds_per_day")
-
-
-def _admin_viewer(request: Request) -> tuple[Container, Viewer] | Response:
-    """The container and the signed-in admin, or the sign-in page (no session) or a 404 (not an admin)."""
-    container = get_container(request)
-    viewer = current_viewer(request, container)
-    if viewer is None:
-        return to_login(request)
-    if not viewer.principal.is_admin:
-        return not_found(request, viewer)
-    return container, viewer
-
-
-async def _admin_post(request: Request) -> Post | Response:
-    return await signed_in_post(request, admin=True)
 
 
 def _page(request: Request, name: str, viewer: Viewer, *, status: int = 200, **context: Any) -> HTMLResponse:
@@ -74,7 +58,7 @@ def _users_page(request: Request, container: Container, viewer: Viewer, **extra:
 
 @router.get("/users", response_class=HTMLResponse)
 def users_page(request: Request) -> Response:
-    found = _admin_viewer(request)
+    found = signed_in(request, admin=True)
     if isinstance(found, Response):
         return found
     return _users_page(request, *found)
@@ -83,7 +67,7 @@ def users_page(request: Request) -> Response:
 @router.post("/users/{user_id}")
 async def update_user(user_id: str, request: Request) -> Response:
     """Role, cohort and disabled state of one account; only what the form changed is passed on (and audited)."""
-    form = await _admin_post(request)
+    form = await signed_in_post(request, admin=True)
     if isinstance(form, Response):
         return form
     container, viewer, fields = form.container, form.viewer, form.fields
@@ -138,7 +122,7 @@ def _invites_page(request: Request, container: Container, viewer: Viewer, **extr
 
 @router.get("/invites", response_class=HTMLResponse)
 def invites_page(request: Request) -> Response:
-    found = _admin_viewer(request)
+    found = signed_in(request, admin=True)
     if isinstance(found, Response):
         return found
     return _invites_page(request, *found)
@@ -147,7 +131,7 @@ def invites_page(request: Request) -> Response:
 @router.post("/invites", response_class=HTMLResponse)
 async def create_invite(request: Request) -> Response:
     """A new invite; its code (and sign-up link) is on this response's page only."""
-    form = await _admin_post(request)
+    form = await signed_in_post(request, admin=True)
     if isinstance(form, Response):
         return form
     container, viewer, fields = form.container, form.viewer, form.fields
@@ -166,7 +150,7 @@ async def create_invite(request: Request) -> Response:
 
 @router.post("/invites/{invite_id}/revoke")
 async def revoke_invite(invite_id: str, request: Request) -> Response:
-    form = await _admin_post(request)
+    form = await signed_in_post(request, admin=True)
     if isinstance(form, Response):
         return form
     try:
@@ -181,7 +165,7 @@ async def revoke_invite(invite_id: str, request: Request) -> Response:
 @router.post("/cohorts/limits")
 async def set_cohort_limits(request: Request) -> Response:
     """A cohort's default limits; an empty field leaves that limit at the deployment's default."""
-    form = await _admin_post(request)
+    form = await signed_in_post(request, admin=True)
     if isinstance(form, Response):
         return form
     container, viewer, fields = form.container, form.viewer, form.fields
@@ -203,7 +187,7 @@ async def set_cohort_limits(request: Request) -> Response:
 @router.post("/cohorts/revoke", response_class=HTMLResponse)
 async def revoke_cohort(request: Request) -> Response:
     """Every key of the cohort's users and every unused invite of the cohort, revoked at once."""
-    form = await _admin_post(request)
+    form = await signed_in_post(request, admin=True)
     if isinstance(form, Response):
         return form
     container, viewer = form.container, form.viewer
@@ -232,7 +216,7 @@ def _pause_page(request: Request, container: Container, viewer: Viewer, **extra:
 
 @router.get("/pause", response_class=HTMLResponse)
 def pause_page(request: Request) -> Response:
-    found = _admin_viewer(request)
+    found = signed_in(request, admin=True)
     if isinstance(found, Response):
         return found
     return _pause_page(request, *found)
@@ -241,7 +225,7 @@ def pause_page(request: Request) -> Response:
 @router.post("/pause")
 async def pause(request: Request) -> Response:
     """Pause generation for everyone (no cohort given) or one cohort, with an optional reason."""
-    form = await _admin_post(request)
+    form = await signed_in_post(request, admin=True)
     if isinstance(form, Response):
         return form
     container, viewer, fields = form.container, form.viewer, form.fields
@@ -264,7 +248,7 @@ async def pause(request: Request) -> Response:
 @router.post("/resume")
 async def resume(request: Request) -> Response:
     """Lift one pause: everyone's (no cohort given) or one cohort's."""
-    form = await _admin_post(request)
+    form = await signed_in_post(request, admin=True)
     if isinstance(form, Response):
         return form
     container, viewer = form.container, form.viewer
@@ -287,7 +271,7 @@ def _keys_page(request: Request, container: Container, viewer: Viewer, **extra: 
 
 @router.get("/keys", response_class=HTMLResponse)
 def keys_page(request: Request) -> Response:
-    found = _admin_viewer(request)
+    found = signed_in(request, admin=True)
     if isinstance(found, Response):
         return found
     return _keys_page(request, *found)
@@ -296,7 +280,7 @@ def keys_page(request: Request) -> Response:
 @router.post("/keys/{key_id}/{action}")
 async def key_action(key_id: str, action: str, request: Request) -> Response:
     """``reinstate`` a suspended key or ``revoke`` any key."""
-    form = await _admin_post(request)
+    form = await signed_in_post(request, admin=True)
     if isinstance(form, Response):
         return form
     container, viewer = form.container, form.viewer
@@ -361,7 +345,7 @@ def row_chart(points: list[tuple[str, int]], *, row: float = 28, label_width: fl
 @router.get("/transparency", response_class=HTMLResponse)
 def transparency_page(request: Request) -> Response:
     """The transparency report for a range (default: the last 30 days, by day), with two charts."""
-    found = _admin_viewer(request)
+    found = signed_in(request, admin=True)
     if isinstance(found, Response):
         return found
     container, viewer = found
@@ -401,7 +385,7 @@ def transparency_page(request: Request) -> Response:
 @router.get("/audit", response_class=HTMLResponse)
 def audit_page(request: Request) -> Response:
     """The audit log checked now: every entry against its hash, its sequence and the signed checkpoint."""
-    found = _admin_viewer(request)
+    found = signed_in(request, admin=True)
     if isinstance(found, Response):
         return found
     container, viewer = found

@@ -128,18 +128,28 @@ class Post:
     uploads: dict[str, bytes]
 
 
-async def signed_in_post(
-    request: Request, files: frozenset[str] = frozenset(), *, admin: bool = False
-) -> Post | Response:
-    """The form of a signed-in user's POST, or the response that refuses it and changes nothing: the sign-in
-    page without a session, a 404 for a non-admin when ``admin`` (before the form is read), a 403 without
-    the session's CSRF token."""
+def signed_in(request: Request, *, admin: bool = False) -> tuple[Container, Viewer] | Response:
+    """The container and the signed-in viewer, or the response for anyone else: the sign-in page without a
+    session, a 404 for a non-admin when ``admin``."""
     container = get_container(request)
     viewer = current_viewer(request, container)
     if viewer is None:
         return to_login(request)
     if admin and not viewer.principal.is_admin:
         return not_found(request, viewer)
+    return container, viewer
+
+
+async def signed_in_post(
+    request: Request, files: frozenset[str] = frozenset(), *, admin: bool = False
+) -> Post | Response:
+    """The form of a signed-in user's POST, or the response that refuses it and changes nothing: the sign-in
+    page without a session, a 404 for a non-admin when ``admin`` (before the form is read), a 403 without
+    the session's CSRF token."""
+    found = signed_in(request, admin=admin)
+    if isinstance(found, Response):
+        return found
+    container, viewer = found
     fields, uploads = await read_form(request, container, files)
     if not token_matches(fields.pop("csrf_token", None), viewer.csrf):
         return csrf_refused(request, viewer)

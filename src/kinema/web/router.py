@@ -44,6 +44,7 @@ from kinema.web.pages import (
     render,
     safe_next,
     service_error,
+    signed_in,
     signed_in_post,
     to_login,
     token_matches,
@@ -259,10 +260,10 @@ def home(request: Request) -> Response:
 
 @router.get("/create", response_class=HTMLResponse)
 def create_page(request: Request) -> Response:
-    container = get_container(request)
-    viewer = current_viewer(request, container)
-    if viewer is None:
-        return to_login(request)
+    found = signed_in(request)
+    if isinstance(found, Response):
+        return found
+    container, viewer = found
     return _create_page(request, container, viewer, {})
 
 
@@ -308,10 +309,10 @@ def _filtered_page(
 
 @router.get("/videos", response_class=HTMLResponse)
 def library(request: Request) -> Response:
-    container = get_container(request)
-    viewer = current_viewer(request, container)
-    if viewer is None:
-        return to_login(request)
+    found = signed_in(request)
+    if isinstance(found, Response):
+        return found
+    container, viewer = found
     status = request.query_params.get("status") or None
     if status not in (None, *STATUSES):
         status = None
@@ -371,10 +372,10 @@ def _video_page(
 
 @router.get("/videos/{video_id}", response_class=HTMLResponse)
 def video_page(video_id: str, request: Request) -> Response:
-    container = get_container(request)
-    viewer = current_viewer(request, container)
-    if viewer is None:
-        return to_login(request)
+    found = signed_in(request)
+    if isinstance(found, Response):
+        return found
+    container, viewer = found
     try:
         row = container.videos.get(viewer.principal.id, video_id)
     except NotFound:
@@ -492,10 +493,10 @@ def _expiry(fields: dict[str, Any]) -> float | None:
 
 @router.get("/likeness", response_class=HTMLResponse)
 def likeness_page(request: Request) -> Response:
-    container = get_container(request)
-    viewer = current_viewer(request, container)
-    if viewer is None:
-        return to_login(request)
+    found = signed_in(request)
+    if isinstance(found, Response):
+        return found
+    container, viewer = found
     chars = container.likenesses
     mine = next((r for r in chars.visible(viewer.principal) if r.owner_id == viewer.principal.id), None)
     consents = chars.consents(viewer.principal, mine.id) if mine else []
@@ -520,10 +521,10 @@ def likeness_page(request: Request) -> Response:
 @router.post("/likeness/{character_id}/{action}")
 async def likeness_action(character_id: str, action: str, request: Request) -> Response:
     """permissions, revoke or delete the caller's likeness."""
-    container = get_container(request)
-    viewer = current_viewer(request, container)
-    if viewer is None:
-        return to_login(request)
+    found = signed_in(request)
+    if isinstance(found, Response):
+        return found
+    container, viewer = found
     if action not in ("permissions", "revoke", "delete"):
         return not_found(request, viewer)
     fields, _ = await read_form(request, container)
@@ -598,10 +599,10 @@ def _keys_page(request: Request, container: Container, viewer: Viewer, **extra: 
 
 @router.get("/keys", response_class=HTMLResponse)
 def keys_page(request: Request) -> Response:
-    container = get_container(request)
-    viewer = current_viewer(request, container)
-    if viewer is None:
-        return to_login(request)
+    found = signed_in(request)
+    if isinstance(found, Response):
+        return found
+    container, viewer = found
     return _keys_page(request, container, viewer)
 
 
@@ -656,10 +657,10 @@ def _verify_page(request: Request, container: Container, viewer: Viewer, **extra
 
 @router.get("/verify", response_class=HTMLResponse)
 def verify_page(request: Request) -> Response:
-    container = get_container(request)
-    viewer = current_viewer(request, container)
-    if viewer is None:
-        return to_login(request)
+    found = signed_in(request)
+    if isinstance(found, Response):
+        return found
+    container, viewer = found
     return _verify_page(request, container, viewer)
 
 
