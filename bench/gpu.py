@@ -11,12 +11,13 @@ speed presets) -- nothing is downloaded, and speed and memory do not depend on t
 text encoder is a small stand-in of the right width (the real UMT5-XXL runs once per clip). ``turbo`` uses a
 random rank-64 LoRA on every block, as lightx2v's distilled LoRAs are, at its 4 steps without guidance.
 
-For each size and each of stock / exact / fast / turbo it prints: seconds per denoising step (median of
->= 10 steps after a warm-up job that also runs the VAE), effective TFLOP/s against the FLOP model
-(:func:`kinema.engine.footprint.wan_transformer_flops`), peak GPU memory, end-to-end seconds per job
-(text encoding, denoising, VAE decode, uint8 frames and the MP4 encode), the denoise time projected to the
-model's reference 50 steps, the ratio to stock, and PSNR against stock on the same seed. ``--curve`` adds
-denoise time against tokens from 240p to 720p (exact preset).
+For each size and each of stock / exact / exact-1x / fast / fast-bf16 / turbo (``exact-1x``: exact with the two
+guidance passes as two calls, i.e. without CFG batching; ``fast-bf16``: fast without FP8 layers) it prints:
+seconds per denoising step (median of >= 10 steps after a warm-up job that also runs the VAE), effective
+TFLOP/s against the FLOP model (:func:`kinema.engine.footprint.wan_transformer_flops`), peak GPU memory,
+end-to-end seconds per job (text encoding, denoising, VAE decode, uint8 frames and the MP4 encode), the denoise
+time projected to the model's reference 50 steps, the ratio to stock, and PSNR against stock on the same seed.
+``--curve`` adds denoise time against tokens from 240p to 720p (exact preset).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from typing import Any
 import numpy as np
 
 PRESETS = ("exact", "fast", "turbo")
+VARIANTS = (("exact", "exact"), ("exact-1x", "exact"), ("fast", "fast"), ("fast-bf16", "fast"), ("turbo", "turbo"))
+"""(row, preset): ``exact-1x`` is exact without CFG batching, ``fast-bf16`` is fast without FP8 layers."""
 CURVE_SIZES = ("416x240", "640x368", "832x480", "1024x576", "1280x720")
 
 
@@ -75,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     from kinema.engine.footprint import wan_transformer_flops, wan_video_tokens
     from kinema.engine.frames import to_uint8
     from kinema.engine.registry import ComponentSource, TurboSpec, builtin_registry
+    from kinema.engine.speed import fp8_mode
     from kinema.engine.wan import WanBackend
     from kinema.media.encode import encode_mp4
 
@@ -169,9 +173,14 @@ def main(argv: list[str] | None = None) -> int:
 
     backend = WanBackend(spec, "t2v", weights, placement, compile_blocks=not args.no_compile, turbo_lora=lora)
     backend.load()
-    print(f"kinema backend levers: {backend.levers}")
+    # The same weights without CFG batching and FP8, to measure what each lever buys (the 1.3B fits twice).
+    plain = WanBackend(
+        spec, "t2v", weights, placement, compile_blocks=not args.no_compile, cfg_batching=False, fp8=False
+    )
+    plain.load()
+    print(f"kinema backend levers: {backend.levers}, {backend.speed_settings} (fp8 mode {fp8_mode(placement.device)})")
 
-    def kinema_runner(width: int, height: int, speed: str) -> tuple[Any, int, float]:
+    def kinema_runner(width: int, height: int, speed: str, on: Any = backend) -> tuple[Any, int, float]:
         steps = turbo.steps if speed == "turbo" else args.steps
         guidance = turbo.guidance if speed == "turbo" else args.guidance
         request = GenerationRequest(
@@ -186,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=0,
             speed=speed,  # type: ignore[arg-type]
         )
-        return (lambda progress: backend.generate(request, progress, lambda: False).frames), steps, guidance
+        return (lambda progress: on.generate(request, progress, lambda: False).frames), steps, guidance
 
     print(
         f"model: Wan2.1 T2V 1.3B architecture, random weights (bf16 transformer, fp32 VAE); {args.frames} frames; "
@@ -203,15 +212,15 @@ def main(argv: list[str] | None = None) -> int:
             results.append(measure("stock", run, args.steps, width, height, args.guidance))
             del pipe, run
             torch.cuda.empty_cache()
-        for speed in PRESETS:
-            run, steps, guidance = kinema_runner(width, height, speed)
+        for row, speed in VARIANTS:
+            run, steps, guidance = kinema_runner(width, height, speed, plain if "-" in row else backend)
             try:
-                results.append(measure(speed, run, steps, width, height, guidance))
+                results.append(measure(row, run, steps, width, height, guidance))
             except Exception as exc:  # one preset failing (a kernel, a hook) must not hide the others' figures
-                failures.append(f"{speed} at {size}: {type(exc).__name__}: {exc}")
-                print(f"{speed}: FAILED: {type(exc).__name__}: {exc}")
+                failures.append(f"{row} at {size}: {type(exc).__name__}: {exc}")
+                print(f"{row}: FAILED: {type(exc).__name__}: {exc}")
         stock = results[0] if not args.skip_stock else None
-        header = f"{'preset':7} {'s/step':>7} {'TFLOP/s':>8} {'peak GiB':>9} {'e2e s':>7} {'e2e/den':>8}"
+        header = f"{'preset':9} {'s/step':>7} {'TFLOP/s':>8} {'peak GiB':>9} {'e2e s':>7} {'e2e/den':>8}"
         print(header + f" {'50-step den s':>14} {'x stock':>8} {'PSNR dB':>8}")
         for r in results:
             ratio = stock["s_step"] / r["s_step"] if stock else float("nan")
@@ -219,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             if r["name"] == "turbo":
                 quality = float("nan")  # another model (distilled, random LoRA): PSNR says nothing
             print(
-                f"{r['name']:7} {r['s_step']:7.3f} {r['tflops']:8.1f} {r['peak_gib']:9.2f} {r['e2e']:7.2f} "
+                f"{r['name']:9} {r['s_step']:7.3f} {r['tflops']:8.1f} {r['peak_gib']:9.2f} {r['e2e']:7.2f} "
                 f"{r['e2e'] / r['denoise']:8.2f} {r['s_step'] * (r['steps'] if r['name'] == 'turbo' else 50):14.1f} "
                 f"{ratio:8.2f} {quality:8.1f}"
             )
@@ -234,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             r = measure("exact", run, steps, width, height, guidance)
             print(f"{size:10} {wan_video_tokens(width, height, args.frames):7d} {r['s_step']:7.3f} {r['tflops']:8.1f}")
     backend.unload()
+    plain.unload()
     if failures:
         print("\nfailed: " + "; ".join(failures), file=sys.stderr)
         return 1

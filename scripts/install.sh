@@ -35,4 +35,6 @@ if ! python -c "import torch" 2>/dev/null; then
   fi
   python -m pip install -q "torch==2.13.0" ${index:+--index-url "$index"}
 fi
+# Then Kinema and its dependencies, torchao (the fast preset's FP8 layers) among them: torchao declares no
+# torch requirement, so it never swaps out the torch chosen above.
 python -m pip install -q -e ".[$extras]"

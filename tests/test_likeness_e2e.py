@@ -136,9 +136,14 @@ def test_likeness_lifecycle(tmp_path: Path, kinema_server) -> None:  # type: ign
         bob.videos.create(prompt="@barack waves", extra_body=FAST)
     assert err.value.code == "likeness_not_found"
 
-    # Alice generates with her likeness: image-to-video from her encrypted reference crop.
+    # Alice generates with her likeness: her encrypted reference crop is a reference image of a reference-to-video
+    # (vace) job, so she appears inside the scene. A likeness_mode that is not one is refused, naming the field.
     own = alice.videos.create_and_poll(prompt="@barack waves at the sea", size=SMALL, seconds="1", extra_body=FAST)
     assert own.status == "completed", own.error
+    assert _task(server, own.id) == "vace"
+    with pytest.raises(openai.BadRequestError) as err:
+        alice.videos.create(prompt="@barack waves", extra_body={**FAST, "likeness_mode": "inside"})
+    assert err.value.param == "likeness_mode"
 
     # Alice allows Bob; Bob's use shows up in her usage log and as an alert.
     bob_id = httpx.get(f"{base}/v1/me", headers=_auth(bob_key)).json()["user"]["id"]
@@ -254,6 +259,18 @@ def _vault(server: Proc):  # type: ignore[no-untyped-def]
 
     keys = server.data_dir / "keys"
     return open_file_vault(keys / "master.key", SqliteDataKeyStore(keys / "datakeys.db"))
+
+
+def _task(server: Proc, video_id: str) -> str | None:
+    from kinema.db.models import VideoRow
+    from kinema.db.session import make_engine, make_session_factory
+
+    engine = make_engine(server.db_url)
+    try:
+        with make_session_factory(engine)() as s:
+            return s.scalar(select(VideoRow.task).where(VideoRow.id == video_id))
+    finally:
+        engine.dispose()
 
 
 def _ciphertexts(server: Proc, character_id: str) -> tuple[bytes, bytes]:

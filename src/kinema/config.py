@@ -98,6 +98,11 @@ class Settings(BaseSettings):
         30.0, gt=0, description="A claimed job is reclaimable after this long without a heartbeat."
     )
     heartbeat_seconds: float = Field(5.0, gt=0, description="How often a running job renews its lease.")
+    finish_overlap: bool = Field(
+        True,
+        description="A worker encodes, signs and uploads a finished job on a finisher thread while it denoises "
+        "the next one (at most one job waiting to finish per worker thread); false runs each job to the end first.",
+    )
     poll_seconds: float = Field(0.5, gt=0, description="How often an idle worker looks for queued jobs.")
     max_attempts: int = Field(3, ge=1, description="Claims per job before it fails for good.")
     affinity_max_wait_seconds: float = Field(

@@ -323,6 +323,7 @@ class Container:
             progress_interval=s.progress_interval_seconds,
             wakeup=self.wakeup,
             prefer_models=self.engine.loaded_models,
+            overlap=s.finish_overlap,
         )
 
     def sweep(self) -> list[str]:

@@ -181,7 +181,9 @@ def test_turbo_needs_a_distilled_lora(registry: ModelRegistry, models_dir: Path,
 
 def test_families_map_to_backends(registry: ModelRegistry, models_dir: Path, tiny: ModelSpec) -> None:
     assert backend_class("wan") is WanBackend
-    with pytest.raises(ValueError, match="no backend for model family .nope.; known families: ltx, wan"):
+    with pytest.raises(
+        ValueError, match="no backend for model family .nope.; known families: hunyuanvideo15, ltx, wan"
+    ):
         backend_class("nope")
     stray = ModelSpec(
         name="stray",

@@ -8,6 +8,7 @@ serious accessibility violations, and screenshotted at desktop and phone widths.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import time
@@ -18,9 +19,10 @@ import httpx
 import numpy as np
 import openai
 import pytest
+from PIL import Image
 
 from testkit.server import OWNER_EMAIL, PASSWORD, client_for
-from tests.web.browser import CHROMIUM, OTHER_EMAIL, OUT, Studio, check_page, new_tab, sign_in
+from tests.web.browser import CHROMIUM, OTHER_EMAIL, OUT, Studio, Tab, check_page, new_tab, sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -108,6 +110,7 @@ def test_create_watch_progress_across_a_reload_play_and_delete(studio: Studio) -
     card.locator("img").evaluate("img => img.decode()")
     assert card.locator("img").evaluate("img => img.naturalWidth") > 0
     check_page(studio, tab, "library")
+    scrub_preview(studio, tab, video_id)
     page.goto(f"{studio.base}/videos?status=failed")
     assert page.locator(f'li.card[data-video-id="{video_id}"]').count() == 0
     # Delete it from the library.
@@ -117,6 +120,72 @@ def test_create_watch_progress_across_a_reload_play_and_delete(studio: Studio) -
     assert page.locator(f'li.card[data-video-id="{video_id}"]').count() == 0
     assert api_status(studio, video_id)["http"] == 404
     page.context.close()
+
+
+def scrub_preview(studio: Studio, tab: Tab, video_id: str) -> None:
+    """The library card's thumbnail shows the spritesheet's frame under the pointer (and with the arrow keys
+    once focused), cut from the real spritesheet, without moving anything on the page."""
+    page = tab.page
+    card = page.locator(f'li.card[data-video-id="{video_id}"]')
+    frame = card.locator(".scrub-frame")
+    tiles, columns, rows = (int(frame.get_attribute(f"data-{k}") or 0) for k in ("tiles", "columns", "rows"))
+    assert tiles >= 2 and columns * rows >= tiles
+    # The layout the page assumes is the spritesheet's: columns x rows tiles of the video's aspect.
+    sheet = page.request.get(f"{studio.base}{frame.get_attribute('data-sprite')}")
+    assert sheet.status == 200 and sheet.headers["content-type"] == "image/jpeg"
+    with Image.open(io.BytesIO(sheet.body())) as im:
+        width, height = im.size
+    vw, vh = (int(x) for x in (frame.get_attribute("data-aspect") or "").split("x"))
+    assert abs((width / columns) / (height / rows) - vw / vh) < 0.05
+    assert frame.locator(".scrub").count() == 0  # nothing until the pointer or focus comes
+    before = card.bounding_box()
+    box = frame.bounding_box()
+    assert before and box
+    page.mouse.move(box["x"] + 1, box["y"] + box["height"] / 2)
+    layer = frame.locator(".scrub")
+    start = layer.evaluate("e => getComputedStyle(e).backgroundPosition")
+    assert frame.get_attribute("data-frame") == "0"
+    assert "variant=spritesheet" in layer.evaluate("e => getComputedStyle(e).backgroundImage")
+    page.mouse.move(box["x"] + box["width"] - 1, box["y"] + box["height"] / 2)
+    end = layer.evaluate("e => getComputedStyle(e).backgroundPosition")
+    assert frame.get_attribute("data-frame") == str(tiles - 1)
+    assert end != start, (start, end)
+    # The last tile's offset is its column and row in the grid, in tile sizes.
+    size = layer.evaluate("e => getComputedStyle(e).backgroundSize")
+    tile_w, tile_h = (float(v[:-2]) / n for v, n in zip(size.split(), (columns, rows), strict=True))
+    x, y = (float(v[:-2]) for v in end.split())
+    last_col, last_row = (tiles - 1) % columns, (tiles - 1) // columns
+    assert abs(x - ((box["width"] - tile_w) / 2 - last_col * tile_w)) < 1.5
+    assert abs(y - ((box["height"] - tile_h) / 2 - last_row * tile_h)) < 1.5
+    assert layer.is_visible() and card.bounding_box() == before  # over the thumbnail: no layout shift
+    shot = OUT / "library-scrub-card.png"
+    card.screenshot(path=str(shot))
+    studio.shots.append(shot)
+    page.mouse.move(0, 0)
+    assert not layer.is_visible()
+    # Keyboard: focus the card's link, then the arrow keys step through the frames.
+    frame.locator("xpath=ancestor::a").focus()
+    assert layer.is_visible() and frame.get_attribute("data-frame") == "0"
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    assert frame.get_attribute("data-frame") == "2"
+    page.keyboard.press("End")
+    assert layer.evaluate("e => getComputedStyle(e).backgroundPosition") == end
+    page.keyboard.press("ArrowLeft")
+    assert frame.get_attribute("data-frame") == str(tiles - 2)
+    check_page(studio, tab, "library-scrub")
+    # Without script: the plain thumbnail, the same size, and nothing over it.
+    plain = new_tab(
+        studio, studio.browser.new_context(viewport={"width": 1280, "height": 800}, java_script_enabled=False)
+    )
+    sign_in(studio, plain)
+    plain.page.goto(f"{studio.base}/videos?status=completed")
+    still = plain.page.locator(f'li.card[data-video-id="{video_id}"] .scrub-frame')
+    still.hover()
+    assert still.locator("img").is_visible() and still.locator(".scrub").count() == 0
+    plain_box, js_box = still.bounding_box(), frame.bounding_box()
+    assert plain_box and js_box and (plain_box["width"], plain_box["height"]) == (js_box["width"], js_box["height"])
+    plain.page.context.close()
 
 
 def test_another_users_video_page_is_a_404_and_cannot_be_deleted(studio: Studio) -> None:
@@ -231,14 +300,15 @@ def test_webcam_enrolment_then_a_granted_user_generates_and_the_owner_deletes_th
     studio: Studio, tmp_path: Path
 ) -> None:
     """Chromium's fake camera plays a synthetic clip of a real face photo turning left then right (the test
-    material of testkit/faces); the challenge is random, so the page is reloaded until it asks for that order."""
+    material of testkit/faces); the challenge is random, so the page is reloaded until it asks for that order.
+    The live guide (POST /likeness/guide) draws the face box and says what to do; it starts the recording once
+    the face is centred and moves on from each turn once it has seen it, as it would for a person."""
     from testkit.faces.clips import head_turn_clip
 
     moves = ["left", "right"]
     turns = head_turn_clip(moves, "obama_1", seconds=3.5, fps=15, seed=3, amplitudes=(30, 30))
-    # The fake camera plays the file from when the page opens it, and loops it. The recording starts a moment
-    # later (more under load): a second of resting pose first keeps it from missing the start of the first turn
-    # (seen: refused as a flat picture on the left turn), and a long still tail from seeing the turns twice.
+    # The fake camera plays the file from when the page opens it, and loops it. The guide starts the recording
+    # on a still, centred face and waits for each turn; the still head and tail are where it can start.
     still = turns[:1]
     clip = np.concatenate([np.repeat(still, 15, axis=0), turns, np.repeat(still, 15 * 6, axis=0)])
     y4m = tmp_path / "clip.y4m"
@@ -272,9 +342,29 @@ def test_webcam_enrolment_then_a_granted_user_generates_and_the_owner_deletes_th
             else:
                 raise AssertionError("the challenge never asked for left then right in 12 tries")
             assert "Turn your head to your left" in page.locator("#enrol-status").inner_text()
-            # Record at once: the fake camera's clip started when the page opened it, and a slow check here
-            # would let the turns play before the recording starts. The form was checked before Start.
+            # The guide finds the face: a box over the preview (solid: placed right) and the hint in words.
+            page.wait_for_function(
+                "() => document.getElementById('enrol-overlay').dataset.face === 'ok'", timeout=60_000
+            )
+            assert page.locator("#enrol-hint").inner_text() in ("Hold still.", "Good: hold it there.")
+            assert page.locator("#enrol-overlay").evaluate(
+                "c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+                " for (let i = 3; i < d.length; i += 4) if (d[i]) return true; return false; }"
+            ), "no face box drawn"
+            # Every hint and status the page shows from now on (kept over the reload that follows enrolment).
+            page.evaluate(
+                "() => { sessionStorage.setItem('said', '[]'); for (const id of ['enrol-hint', 'enrol-status']) {"
+                " const el = document.getElementById(id);"
+                " new MutationObserver(() => { const said = JSON.parse(sessionStorage.getItem('said'));"
+                " said.push(el.textContent); sessionStorage.setItem('said', JSON.stringify(said)); })"
+                ".observe(el, {childList: true, characterData: true, subtree: true}); } }"
+            )
+            # The checks may take their time: the guide, not a timer, decides when recording starts.
+            check_page(owner, tab, "likeness-guide")
             page.get_by_role("button", name="Record").click()
+            page.wait_for_function(
+                "() => Number(document.getElementById('enrol-steps').dataset.step) >= 1", timeout=60_000
+            )
             shot = OUT / "likeness-recording-desktop.png"
             page.screenshot(path=str(shot))
             studio.shots.append(shot)
@@ -285,6 +375,11 @@ def test_webcam_enrolment_then_a_granted_user_generates_and_the_owner_deletes_th
             )
             assert page.locator("#enrol-status").count() == 0, page.locator("#enrol-status").inner_text()
             assert page.locator("#likeness-status").inner_text() == "active", page.locator("#enrol-status").inner_text()
+            said = page.evaluate("() => JSON.parse(sessionStorage.getItem('said') || '[]')")
+            assert "Good: hold it there." in said, said  # the guide saw a turn far enough
+            assert any(t.startswith("Recording") for t in said), said
+            assert any(t.endswith("Checking your clip…") for t in said), said
+            (OUT / "likeness-guide-said.json").write_text(json.dumps(said, indent=1, ensure_ascii=False))
             # Grant the other user; they generate with the likeness from the create page.
             other_id = httpx.get(
                 f"{studio.base}/v1/me", headers={"Authorization": f"Bearer {studio.state['other_key']}"}

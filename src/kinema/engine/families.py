@@ -65,13 +65,18 @@ class EngineBackend(Protocol):
     ) -> GenerationResult: ...
 
 
-_FAMILIES: dict[str, str] = {"wan": "kinema.engine.wan:WanBackend", "ltx": "kinema.engine.ltx:LTXBackend"}
+_FAMILIES: dict[str, str] = {
+    "wan": "kinema.engine.wan:WanBackend",
+    "ltx": "kinema.engine.ltx:LTXBackend",
+    "hunyuanvideo15": "kinema.engine.hunyuan:HunyuanVideo15Backend",
+}
 """Family -> "module:Class" of its backend."""
 
 _MINIATURES: dict[str, str] = {
     TINY_WAN: "kinema.engine.tiny:build_tiny_models",
     "tiny-ltx": "kinema.engine.tiny:build_tiny_ltx",
     "tiny-wan-a14b": "kinema.engine.tiny:build_tiny_a14b",
+    "tiny-hunyuan15": "kinema.engine.hunyuan:build_tiny_hunyuan15",
 }
 """Miniature model name -> "module:function" that builds it under a models dir (offline)."""
 

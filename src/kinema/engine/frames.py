@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps
 
 
@@ -38,3 +39,12 @@ def fit_video(frames: Sequence[Image.Image], num_frames: int, width: int, height
 def to_uint8(frames: np.ndarray) -> np.ndarray:
     """Float frames in [0, 1] (as diffusers' ``output_type="np"`` returns them) as ``uint8`` in [0, 255]."""
     return (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+def to_uint8_tensor(frames: torch.Tensor) -> torch.Tensor:
+    """:func:`to_uint8` on the frames' own device (the same values): float ``[0, 1]`` -> ``uint8`` ``[0, 255]``.
+
+    A pipeline's ``output_type="pt"`` frames stay on the GPU, so they are converted (and marked) there and a
+    quarter of the bytes cross to the CPU.
+    """
+    return (frames.to(torch.float32).clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)

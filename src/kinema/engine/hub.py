@@ -213,14 +213,15 @@ def pull(spec: ModelSpec, models_dir: Path, tasks: list[Task] | None = None) -> 
             fetched[key] = folder
         paths[task] = fetched[key]
     if spec.turbo is not None and spec.turbo.lora.repo_id is not None:
-        # The turbo preset's LoRA is pulled and locked like the weights: one file of its repository.
+        # The turbo preset's LoRA is pulled and locked like the weights: one file of its repository, or for a
+        # two-expert model (Wan 2.2 A14B) both experts' files of it, in one snapshot at one commit.
         lora = spec.turbo.lora
         folder = Path(
             snapshot_download(
                 lora.repo_id or "",
                 revision=lora.revision,
                 cache_dir=models_dir / HUB_CACHE_DIR,
-                allow_patterns=[lora.weight_name or ""],
+                allow_patterns=[source.weight_name or "" for source in spec.turbo.sources()],
             )
         )
         if not _COMMIT.match(folder.name):

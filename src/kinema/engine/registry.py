@@ -53,14 +53,31 @@ class TurboSpec:
     """The ``turbo`` preset: a step-distilled LoRA fused at run time, few steps, no classifier-free guidance."""
 
     lora: ComponentSource
-    """``pipeline`` is unused for LoRAs; ``weight_name`` names the file."""
+    """``pipeline`` is unused for LoRAs; ``weight_name`` names the file. Wan 2.2 A14B: the high-noise expert's."""
     steps: int = 4
     guidance: float = 1.0
     scale: float = 1.0
+    lora_2: ComponentSource | None = None
+    """The low-noise expert's (``transformer_2``) LoRA, for two-expert models; another file of the same
+    repository (or directory) at the same revision as ``lora``, so one pull and one lock entry cover both."""
 
     def __post_init__(self) -> None:
         if self.lora.weight_name is None:
             raise ValueError("a turbo LoRA source needs weight_name")
+        second = self.lora_2
+        if second is not None:
+            if second.weight_name is None:
+                raise ValueError("a turbo LoRA source needs weight_name")
+            if (second.repo_id, second.revision, second.subdir) != (
+                self.lora.repo_id,
+                self.lora.revision,
+                self.lora.subdir,
+            ):
+                raise ValueError("both experts' turbo LoRAs must come from the same repository and revision")
+
+    def sources(self) -> list[ComponentSource]:
+        """The LoRA files this preset needs: one, or one per expert."""
+        return [self.lora] if self.lora_2 is None else [self.lora, self.lora_2]
 
 
 @dataclass(frozen=True)
@@ -117,12 +134,12 @@ class ModelSpec:
             for api_size, (w, h) in self.sizes.items():
                 if w % 32 or h % 32:
                     raise ValueError(f"model {self.name!r}: size {api_size} -> {w}x{h} is not a multiple of 32")
-        if self.family == "wan":
-            # The Wan VAE compresses time 4x with one extra leading frame, so clips are 4k+1 frames long;
-            # a pipeline given anything else silently rounds, and the caller would get a different length.
+        if self.family in ("wan", "hunyuanvideo15"):
+            # The Wan and HunyuanVideo 1.5 VAEs compress time 4x with one extra leading frame, so clips are 4k+1
+            # frames long; a pipeline given anything else silently rounds, and the caller would get another length.
             bad = {s: n for s, n in self.seconds.items() if n % 4 != 1}
             if bad:
-                raise ValueError(f"model {self.name!r}: Wan needs 4k+1 frames, got {bad}")
+                raise ValueError(f"model {self.name!r}: {self.family} needs 4k+1 frames, got {bad}")
             for api_size, (w, h) in self.sizes.items():
                 if w % 16 or h % 16:
                     raise ValueError(f"model {self.name!r}: size {api_size} -> {w}x{h} is not a multiple of 16")
@@ -329,9 +346,13 @@ def _seconds(fps: int, durations: Iterable[int]) -> dict[str, int]:
     return {str(s): s * fps + 1 for s in durations}
 
 
+WAN22_LIGHTNING = "lightx2v/Wan2.2-Lightning"
+WAN22_LIGHTNING_I2V_REVISION = "18bccf8884ec0a078eed79785eb4ef13ea16ce1e"
+
 TINY_WAN = "tiny-wan"
 TINY_WAN_A14B = "tiny-wan-a14b"
 TINY_TURBO_LORA = "pytorch_lora_weights.safetensors"
+TINY_A14B_TURBO_LORAS = ("high_noise_model.safetensors", "low_noise_model.safetensors")
 
 
 def _shift_480p(landscape: tuple[int, int]) -> dict[str, float]:
@@ -445,7 +466,9 @@ def builtin_specs() -> list[ModelSpec]:
         # weights_gb counts both experts resident (offload "none"); with offload "model" only the running
         # component is on the GPU, so the peak for weights is one expert (largest_component_gb), and the two
         # experts are swapped over PCIe once per run at the boundary.
-        # No turbo: lightx2v's distilled LoRAs for A14B come as one LoRA per expert, which TurboSpec cannot hold.
+        # Turbo: lightx2v's step-distilled LoRAs for A14B (Wan2.2-Lightning, Apache-2.0) come as one LoRA per
+        # expert, high_noise_model for ``transformer`` and low_noise_model for ``transformer_2``, 4 steps without
+        # CFG. The I2V pair is pinned to a commit seen serving those paths; the T2V V1.1 pair is locked at pull.
         ModelSpec(
             name="wan2.2-t2v-a14b",
             family="wan",
@@ -466,6 +489,18 @@ def builtin_specs() -> list[ModelSpec]:
             flow_shift={size: 12.0 for size in ("1280x720", "720x1280", "832x480", "480x832")},
             weights_gb=69.1,
             largest_component_gb=28.6,
+            turbo=TurboSpec(
+                lora=ComponentSource(
+                    "lora",
+                    repo_id=WAN22_LIGHTNING,
+                    weight_name="Wan2.2-T2V-A14B-4steps-lora-rank64-Seko-V1.1/high_noise_model.safetensors",
+                ),
+                lora_2=ComponentSource(
+                    "lora",
+                    repo_id=WAN22_LIGHTNING,
+                    weight_name="Wan2.2-T2V-A14B-4steps-lora-rank64-Seko-V1.1/low_noise_model.safetensors",
+                ),
+            ),
         ),
         ModelSpec(
             name="wan2.2-i2v-a14b",
@@ -487,6 +522,47 @@ def builtin_specs() -> list[ModelSpec]:
             flow_shift={size: 5.0 for size in ("1280x720", "720x1280", "832x480", "480x832")},
             weights_gb=69.1,
             largest_component_gb=28.6,
+            turbo=TurboSpec(
+                lora=ComponentSource(
+                    "lora",
+                    repo_id=WAN22_LIGHTNING,
+                    revision=WAN22_LIGHTNING_I2V_REVISION,
+                    weight_name="Wan2.2-I2V-A14B-4steps-lora-rank64-Seko-V1/high_noise_model.safetensors",
+                ),
+                lora_2=ComponentSource(
+                    "lora",
+                    repo_id=WAN22_LIGHTNING,
+                    revision=WAN22_LIGHTNING_I2V_REVISION,
+                    weight_name="Wan2.2-I2V-A14B-4steps-lora-rank64-Seko-V1/low_noise_model.safetensors",
+                ),
+            ),
+        ),
+        ModelSpec(
+            name="hunyuanvideo-1.5-t2v-480p",
+            family="hunyuanvideo15",
+            description=(
+                "HunyuanVideo 1.5 text-to-video, 8.3B parameters, 480p at 24 fps; renders quoted text as glyphs. "
+                "Tencent Hunyuan Community License (not for the EU, UK or South Korea)."
+            ),
+            tasks={
+                "t2v": ComponentSource(
+                    "HunyuanVideo15Pipeline", repo_id="hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-480p_t2v"
+                )
+            },
+            fps=24,
+            sizes=_sizes((848, 480)),
+            default_size="848x480",
+            seconds=_seconds(24, (4, 5)),
+            default_seconds="5",
+            # Tencent's 480p text-to-video settings (PIPELINE_CONFIGS in HunyuanVideo-1.5's code): guidance 6.0,
+            # flow shift 5.0; 50 steps is its default sampling.
+            default_steps=50,
+            default_guidance=6.0,
+            flow_shift={"848x480": 5.0, "480x848": 5.0},
+            # Estimated from parameter counts, not measured: 8.3B transformer (16.6 GB) and the Qwen2.5-VL-7B
+            # text model 7.1B (14.1 GB) in bf16, ByT5 glyph encoder (0.4 GB), VAE in fp32 (~5 GB).
+            weights_gb=36.1,
+            largest_component_gb=16.6,
         ),
         ModelSpec(
             name=TINY_WAN,
@@ -550,6 +626,12 @@ def tiny_a14b_spec() -> ModelSpec:
         default_guidance_2=3.0,
         miniature=True,
         default_negative_prompt=WAN_NEGATIVE_PROMPT,
+        # One random LoRA per expert, standing in for Wan2.2-Lightning's high- and low-noise pair.
+        turbo=TurboSpec(
+            lora=ComponentSource("lora", subdir=f"{TINY_WAN_A14B}/turbo", weight_name=TINY_A14B_TURBO_LORAS[0]),
+            lora_2=ComponentSource("lora", subdir=f"{TINY_WAN_A14B}/turbo", weight_name=TINY_A14B_TURBO_LORAS[1]),
+            steps=2,
+        ),
     )
 
 

@@ -13,7 +13,7 @@ import diffusers
 import transformers
 
 from kinema.engine.layout import BUILT_MARKER
-from kinema.engine.registry import TINY_TURBO_LORA, TINY_WAN, TINY_WAN_A14B
+from kinema.engine.registry import TINY_A14B_TURBO_LORAS, TINY_TURBO_LORA, TINY_WAN, TINY_WAN_A14B
 
 TINY_BUILD_VERSION = 2
 """Bump when the miniature architectures change: an existing build with another version is rebuilt."""
@@ -154,14 +154,16 @@ def build_tiny_ltx(models_dir: Path, *, seed: int = 0) -> bool:
     return _build_miniature(models_dir, "tiny-ltx", TINY_LTX_BUILD_VERSION, seed, readme, save)
 
 
-TINY_A14B_BUILD_VERSION = 1
+TINY_A14B_BUILD_VERSION = 2
+"""2: a random LoRA per expert under turbo/, for the ``turbo`` preset."""
 
 A14B_README = """\
 tiny-wan-a14b: MINIATURE MODELS WITH RANDOM WEIGHTS
 
 Randomly initialised, very small versions of the Wan 2.2 A14B pipelines (t2v/: text-to-video, i2v/:
 image-to-video), each with two experts (transformer for the high-noise steps, transformer_2 for the
-low-noise ones) and the reference boundary_ratio. Built on this machine by kinema
+low-noise ones) and the reference boundary_ratio, and one random LoRA per expert standing in for the
+step-distilled pair (turbo/). Built on this machine by kinema
 (kinema.engine.tiny.build_tiny_a14b) from configs written in code, with a fixed seed; nothing was
 downloaded. They run the real code path but have learned nothing: their videos are NOT MEANINGFUL.
 Use them for tests and development only.
@@ -173,10 +175,15 @@ def build_tiny_a14b(models_dir: Path, *, seed: int = 0) -> bool:
 
     Offline and seeded. Returns True if it built.
     """
-    from kinema.engine.architectures import tiny_a14b_pipelines
+    from safetensors.torch import save_file
+
+    from kinema.engine.architectures import tiny_a14b_pipelines, tiny_turbo_lora
 
     def save(staging: Path) -> None:
         for task, pipe in tiny_a14b_pipelines(seed).items():
             pipe.save_pretrained(staging / task, safe_serialization=True)
+        (staging / TURBO_SUBDIR).mkdir()
+        for offset, name in enumerate(TINY_A14B_TURBO_LORAS):  # different weights for the two experts
+            save_file(tiny_turbo_lora(seed + offset), str(staging / TURBO_SUBDIR / name))
 
     return _build_miniature(models_dir, TINY_WAN_A14B, TINY_A14B_BUILD_VERSION, seed, A14B_README, save)

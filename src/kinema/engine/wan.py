@@ -8,6 +8,7 @@ import logging
 import secrets
 import threading
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,9 @@ from kinema.engine.base import (
 from kinema.engine.compat import apply_diffusers_workarounds
 from kinema.engine.device import Placement, dtype_keyword
 from kinema.engine.footprint import OffloadMode, estimate_checkpoint_bytes, module_bytes, needs_vae_tiling
-from kinema.engine.frames import fit_image, fit_video, to_uint8
+from kinema.engine.frames import fit_image, fit_video, to_uint8_tensor
 from kinema.engine.registry import ModelSpec
-from kinema.engine.speed import apply_load_time_levers, configure_speed
+from kinema.engine.speed import SpeedSettings, apply_load_time_levers, configure_speed, fp8_mode
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,8 @@ class WanBackend:
         offload: OffloadMode = "none",
         compile_blocks: bool = False,
         turbo_lora: Path | None = None,
+        cfg_batching: bool | None = None,
+        fp8: bool | None = None,
     ):
         if task not in spec.tasks:
             raise ValueError(f"model {spec.name!r} has no {task} task")
@@ -105,6 +108,9 @@ class WanBackend:
         self.offload: OffloadMode = offload
         self.compile_blocks = compile_blocks
         self.turbo_lora = turbo_lora
+        # None: the defaults of :meth:`speed_settings`.
+        self._cfg_batching = cfg_batching
+        self._fp8 = fp8
         self.levers: dict[str, Any] = {}
         # The lock that serialises generations is shared with the partner: the modules are the same objects,
         # and two runs interleaving on one GPU would only fight over memory.
@@ -197,7 +203,15 @@ class WanBackend:
         return estimate_checkpoint_bytes(self.path, lambda component: dtypes.get(component, dtypes["default"]))
 
     def generate(self, request: GenerationRequest, progress: ProgressFn, should_cancel: CancelFn) -> GenerationResult:
-        """Make one clip of exactly ``(request.num_frames, request.height, request.width, 3)`` uint8 frames.
+        """:meth:`generate_on_device`, with the frames brought to the CPU as a numpy array."""
+        frames = self.generate_on_device(request, progress, should_cancel)
+        return GenerationResult(frames=frames.cpu().numpy(), fps=request.fps)
+
+    def generate_on_device(
+        self, request: GenerationRequest, progress: ProgressFn, should_cancel: CancelFn
+    ) -> torch.Tensor:
+        """Make one clip of exactly ``(request.num_frames, request.height, request.width, 3)`` uint8 frames, left
+        on the pipeline's device (converted from float there), so the worker can label and watermark them there.
 
         ``progress(step, total)`` is called after every denoising step; ``should_cancel()`` is polled right
         after it, and when it turns true :class:`Cancelled` is raised from inside the denoising loop, so the
@@ -228,31 +242,53 @@ class WanBackend:
         try:
             with self._run_lock:
                 self._configure(pipe, request)
-                output = pipe(
-                    prompt=request.prompt,
-                    **self._negative_inputs(pipe, request),
-                    height=request.height,
-                    width=request.width,
-                    num_inference_steps=request.num_inference_steps,
-                    **self._guidance_inputs(pipe, request),
-                    generator=generator,
-                    output_type="np",
-                    callback_on_step_end=on_step_end,
-                    callback_on_step_end_tensor_inputs=[],
-                    **task_inputs,
-                )
+                output = self._call_pipeline(pipe, request, generator, on_step_end, task_inputs)
         finally:
             with self._running_lock:
                 self._running -= 1
-        frames = to_uint8(output.frames[0])
+        # "pt" frames are (batch, frames, channels, height, width) floats in [0, 1] on the pipeline's device.
+        frames = to_uint8_tensor(output.frames[0].permute(0, 2, 3, 1))
         expected = (request.num_frames, request.height, request.width, 3)
-        if frames.shape != expected:
-            raise RuntimeError(f"{self._source.pipeline} returned frames of shape {frames.shape}, expected {expected}")
-        return GenerationResult(frames=frames, fps=request.fps)
+        if tuple(frames.shape) != expected:
+            shape = tuple(frames.shape)
+            raise RuntimeError(f"{self._source.pipeline} returned frames of shape {shape}, expected {expected}")
+        return frames
+
+    def _call_pipeline(
+        self,
+        pipe: DiffusionPipeline,
+        request: GenerationRequest,
+        generator: torch.Generator,
+        on_step_end: Callable[[DiffusionPipeline, int, Any, dict[str, Any]], dict[str, Any]],
+        task_inputs: dict[str, Any],
+    ) -> Any:
+        """Run the pipeline once; ``on_step_end(pipe, step, timestep, tensors)`` after every denoising step.
+        A family whose pipeline takes its inputs differently overrides this (HunyuanVideo 1.5)."""
+        return pipe(
+            prompt=request.prompt,
+            **self._negative_inputs(pipe, request),
+            height=request.height,
+            width=request.width,
+            num_inference_steps=request.num_inference_steps,
+            **self._guidance_inputs(pipe, request),
+            generator=generator,
+            output_type="pt",
+            callback_on_step_end=on_step_end,
+            callback_on_step_end_tensor_inputs=[],
+            **task_inputs,
+        )
 
     def _configure(self, pipe: DiffusionPipeline, request: GenerationRequest) -> None:
         """Set the pipeline up for ``request``: speed preset, the scheduler's flow shift, VAE tiling."""
-        configure_speed(pipe, request.speed, turbo=self.spec.turbo, lora=self._turbo_lora(request))
+        lora = self._turbo_lora(request)
+        configure_speed(
+            pipe,
+            request.speed,
+            turbo=self.spec.turbo,
+            lora=lora,
+            lora_2=self._turbo_lora_2(lora),
+            settings=self.speed_settings,
+        )
         shift = self.spec.flow_shift_for(request.width, request.height)
         scheduler = pipe.scheduler
         if shift is not None and "flow_shift" in scheduler.config and scheduler.config.flow_shift != shift:
@@ -261,6 +297,35 @@ class WanBackend:
         if self.placement.is_cuda:
             free, _total = torch.cuda.mem_get_info(self.placement.device)
             self.set_vae_tiling(pipe, request, free)
+
+    @property
+    def speed_settings(self) -> SpeedSettings:
+        """The presets' optional levers for this backend: the constructor's choices, or by default both on with
+        a whole-GPU placement (no offload) -- CFG batching needs activation memory for two samples, FP8 a GPU
+        with float8 matmuls (compute capability >= 8.9) and torchao -- and both off on the CPU."""
+        whole_gpu = self.placement.is_cuda and self.offload == "none"
+        cfg = self._cfg_batching if self._cfg_batching is not None else whole_gpu
+        fp8 = self._fp8
+        if fp8 is None:
+            fp8 = whole_gpu and fp8_mode(self.placement.device) == "dynamic"
+        return SpeedSettings(cfg_batching=cfg, fp8=fp8, weights=self.path)
+
+    def _turbo_lora_2(self, lora: Path | None) -> Path | None:
+        """The low-noise expert's turbo LoRA: the other file of the same snapshot as ``lora`` (Wan 2.2 A14B)."""
+        turbo = self.spec.turbo
+        if lora is None or turbo is None or turbo.lora_2 is None:
+            return None
+        root = lora.parents[len(Path(turbo.lora.weight_name or "").parts) - 1]
+        second = root / (turbo.lora_2.weight_name or "")
+        if not second.is_file():
+            from kinema.engine.base import ModelNotAvailable
+            from kinema.engine.hub import pull_hint
+
+            raise ModelNotAvailable(
+                f"the low-noise turbo LoRA of model {self.spec.name!r} is not on this machine: "
+                f"run `{pull_hint(self.spec)}`"
+            )
+        return second
 
     def _turbo_lora(self, request: GenerationRequest) -> Path | None:
         if request.speed != "turbo":

@@ -111,6 +111,16 @@ class Face:
     sharpness: float
 
 
+@dataclass(frozen=True, eq=False)
+class Located:
+    """A face found by ``FaceAnalyzer.locate``: ``box``, ``landmarks``, ``yaw`` and ``size`` as in ``Face``."""
+
+    box: tuple[int, int, int, int]
+    landmarks: np.ndarray
+    yaw: float
+    size: int
+
+
 def yaw_from_landmarks(landmarks: np.ndarray) -> float:
     """Signed head turn from dlib's 5-point landmarks; see ``Face.yaw`` for its meaning and sign.
 
@@ -285,6 +295,30 @@ class FaceAnalyzer:
                 )
         faces.sort(key=lambda f: (-f.size, f.box[0], f.box[1]))
         return faces
+
+    def locate(self, image: np.ndarray, upsample: int = 1) -> list[Located]:
+        """All faces in a small RGB ``uint8`` image, largest first: where they are and how they are turned,
+        without descriptors or sharpness (about a quarter of ``detect``'s time: 0.05 s on 320 x 240 px). For
+        live feedback on camera frames; no downscaling, so keep the image small."""
+        rgb = as_rgb(image)
+        if upsample < 0:
+            raise ValueError("upsample must be >= 0")
+        m = self._loaded()
+        height, width = rgb.shape[:2]
+        found: list[Located] = []
+        with self._run_lock:
+            for rect in m.detector(rgb, upsample):
+                shape = m.predictor(rgb, rect)
+                landmarks = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+                box = (
+                    max(rect.left(), 0),
+                    max(rect.top(), 0),
+                    min(rect.right() + 1, width),
+                    min(rect.bottom() + 1, height),
+                )
+                found.append(Located(box, _read_only(landmarks), yaw_from_landmarks(landmarks), rect.width()))
+        found.sort(key=lambda f: (-f.size, f.box[0], f.box[1]))
+        return found
 
     def landmarks_in(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
         """dlib's 5 landmarks of the face in ``box`` (``(left, top, right, bottom)``), without detecting it.

@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from kinema.queue.store import JobQueue, Lease
 
@@ -83,6 +83,49 @@ class JobRunner(Protocol):
     def run(self, ctx: JobContext) -> None: ...
 
 
+@runtime_checkable
+class SplitJobRunner(JobRunner, Protocol):
+    """A runner whose jobs end in steps that may run on another thread (encoding, upload, completion).
+
+    ``start`` runs the job up to that point and returns the rest, to be called exactly once while the lease is
+    kept alive, or None when the job is already settled. Both parts settle their own errors on the job.
+    """
+
+    def start(self, ctx: JobContext) -> Callable[[], None] | None: ...
+
+
+class _Finisher:
+    """Runs one worker's jobs' last steps on a thread of their own, one at a time, while the worker goes on to
+    the next job. :meth:`submit` waits for the previous step first, so at most one is pending per worker and
+    finished frames cannot pile up in memory when encoding is slower than denoising."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def submit(self, step: Callable[[], None]) -> None:
+        self.wait()
+        self._idle.clear()
+        try:
+            threading.Thread(target=self._run, args=(step,), name=self._name, daemon=True).start()
+        except BaseException:
+            self._idle.set()
+            raise
+
+    def _run(self, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except Exception:  # the runner settles its job's errors; this keeps the worker going if that failed
+            log.exception("%s: error while finishing a job", self._name)
+        finally:
+            self._idle.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until no step is pending (or ``timeout``); True when none is."""
+        return self._idle.wait(timeout)
+
+
 class _Heartbeat(threading.Thread):
     def __init__(self, queue: JobQueue, ctx: JobContext, every: float) -> None:
         super().__init__(name=f"heartbeat-{ctx.lease.video_id}", daemon=True)
@@ -113,6 +156,10 @@ class Worker:
 
     ``prefer_models`` (e.g. the engine's :meth:`~kinema.engine.runtime.Engine.loaded_models`) is asked before
     each claim: jobs for those models are taken first, within the queue's affinity bound.
+
+    With ``overlap`` and a :class:`SplitJobRunner`, a job's last steps (encoding, signing, upload, completion)
+    run on a finisher thread while this worker claims and denoises the next job; the finished job's lease is
+    renewed until its last step returns, and :meth:`release` gives it back too.
     """
 
     def __init__(
@@ -126,6 +173,7 @@ class Worker:
         progress_interval: float = 0.25,
         wakeup: Wakeup | None = None,
         prefer_models: Callable[[], Sequence[str]] | None = None,
+        overlap: bool = False,
     ) -> None:
         self.wakeup = wakeup or Wakeup()
         self.prefer_models = prefer_models
@@ -135,17 +183,27 @@ class Worker:
         self.poll_seconds = poll_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.progress_interval = progress_interval
-        self._current: JobContext | None = None
+        self._held: list[JobContext] = []  # the job running, and the one being finished (with overlap)
+        self._held_lock = threading.Lock()
+        self._finisher = _Finisher(f"kinema-finisher-{self.worker_id}") if overlap else None
 
     def release(self) -> bool:
-        """Give the running job, if any, back to the queue and make the runner stop (shutdown before the job
-        could finish). True when a job was released; its later writes are fenced out by the new token."""
-        ctx = self._current
-        if ctx is None or not self.queue.release(ctx.lease):
-            return False
-        log.info("worker %s released %s back to the queue", self.worker_id, ctx.lease.video_id)
-        ctx.lease_lost.set()
-        return True
+        """Give the jobs this worker holds (the one running, and one being finished) back to the queue and make
+        the runner stop (shutdown before they could finish). True when a job was released; its later writes
+        are fenced out by the new token."""
+        with self._held_lock:
+            held = list(self._held)
+        released = False
+        for ctx in held:
+            if self.queue.release(ctx.lease):
+                log.info("worker %s released %s back to the queue", self.worker_id, ctx.lease.video_id)
+                ctx.lease_lost.set()
+                released = True
+        return released
+
+    def wait_finished(self, timeout: float | None = None) -> bool:
+        """Block until the last job handed to the finisher has finished (or ``timeout``); True when none is left."""
+        return self._finisher is None or self._finisher.wait(timeout)
 
     def run_once(self) -> bool:
         """Claim and run one job; False when there was nothing to claim."""
@@ -159,12 +217,39 @@ class Worker:
         ctx = JobContext(self.queue, lease, self.progress_interval)
         heartbeat = _Heartbeat(self.queue, ctx, self.heartbeat_seconds)
         heartbeat.start()
-        self._current = ctx
-        try:
-            self.runner.run(ctx)
-        finally:
-            self._current = None
+        with self._held_lock:
+            self._held.append(ctx)
+
+        def settled() -> None:  # the lease is renewed until here
+            with self._held_lock:
+                self._held.remove(ctx)
             heartbeat.stop()
+
+        finisher = self._finisher
+        try:
+            if finisher is None or not isinstance(self.runner, SplitJobRunner):
+                self.runner.run(ctx)
+                finish = None
+            else:
+                finish = self.runner.start(ctx)
+        except BaseException:
+            settled()
+            raise
+        if finish is None or finisher is None:
+            settled()
+            return True
+
+        def finish_then_settle(step: Callable[[], None] = finish) -> None:
+            try:
+                step()
+            finally:
+                settled()
+
+        try:
+            finisher.submit(finish_then_settle)  # waits for the previous job's last steps first
+        except BaseException:
+            settled()
+            raise
         return True
 
     def run(self, stop: threading.Event) -> None:
@@ -176,3 +261,4 @@ class Worker:
             except Exception:
                 log.exception("worker %s: error while claiming or running a job", self.worker_id)
                 stop.wait(max(self.poll_seconds, 1.0))
+        self.wait_finished()  # a shutdown waits for the last job's last steps (or releases it: stop_workers)

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+LikenessMode = Literal["scene", "first_frame"]
+"""``scene``: each likeness is a reference image of a reference-to-video (VACE) job, so the person appears
+inside the prompt's scene; ``first_frame``: the first likeness's reference crop is the first frame of an
+image-to-video job."""
+LIKENESS_MODES: tuple[LikenessMode, ...] = ("scene", "first_frame")
 
 
 @dataclass(frozen=True)
@@ -42,9 +48,12 @@ class CreateVideo:
     seconds: str | None = None
     size: str | None = None
     image: bytes | None = None
-    characters: list[str] = field(default_factory=list)
     """An uploaded first frame (raw bytes, decoded safely by the service)."""
+    characters: list[str] = field(default_factory=list)
+    """Ids of likenesses to feature (``@name`` mentions in the prompt add more)."""
     options: GenerationOptions = field(default_factory=GenerationOptions)
+    likeness_mode: LikenessMode | None = None
+    """How named likenesses enter the video; ``None``: ``scene`` where the model has it, else ``first_frame``."""
 
 
 @dataclass(frozen=True)

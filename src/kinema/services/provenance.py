@@ -95,10 +95,13 @@ class ProvenanceService:
         ref = hmac.new(self._secret, video_id.encode(), hashlib.sha256).hexdigest()[:32]
         return Marks(job_ref=ref, watermark_tag=wm.job_tag(ref))
 
+    def payload(self, marks: Marks) -> wm.WatermarkPayload:
+        """What a job's watermark says: this deployment's id and the job's tag."""
+        return wm.WatermarkPayload(deployment_id=self.deployment_id, job_tag=marks.watermark_tag)
+
     def watermark(self, frames: np.ndarray, marks: Marks) -> np.ndarray:
         """Frames with the deployment id and the job's tag embedded invisibly."""
-        payload = wm.WatermarkPayload(deployment_id=self.deployment_id, job_tag=marks.watermark_tag)
-        return wm.embed(frames, payload)
+        return wm.embed(frames, self.payload(marks))
 
     def sign(self, data: bytes, mime: str, *, model: str, marks: Marks, created_at: float) -> bytes:
         """The file with a signed C2PA manifest (created by a trained algorithm; model; job reference)."""

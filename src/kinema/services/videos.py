@@ -39,7 +39,14 @@ from kinema.services.errors import (
 )
 from kinema.services.jobparams import JobParams
 from kinema.services.moderation import PromptGuard
-from kinema.services.options import CreateVideo, EditVideo, ExtendVideo, GenerationOptions, VideoSource
+from kinema.services.options import (
+    LIKENESS_MODES,
+    CreateVideo,
+    EditVideo,
+    ExtendVideo,
+    GenerationOptions,
+    VideoSource,
+)
 from kinema.services.pause import PauseService
 from kinema.services.planning import Plan
 from kinema.services.purge import input_prefix, purge_videos, scrub_deleted
@@ -141,20 +148,20 @@ class VideoService:
     # -- create ----------------------------------------------------------------------------------
 
     def create(self, principal: Principal, req: CreateVideo) -> VideoRow:
-        """Validate and enqueue a text-to-video (or, with an image, image-to-video) job."""
+        """Validate and enqueue a text-to-video job; image-to-video with an uploaded first frame; with
+        likenesses, reference-to-video (vace) where the model has it, else image-to-video (see _likeness_task)."""
         self._check_prompt(principal, "create", req.prompt)
         likenesses = self._likenesses(principal, req.characters, req.prompt)
         if likenesses and req.image is not None:
             raise InvalidRequest(
-                "Give either input_reference or a likeness: a likeness's reference image is the first frame.",
+                "Give either input_reference or likenesses, not both: a likeness is put into the video from its "
+                "own reference crop.",
                 param="characters",
                 code="unsupported_value",
             )
         spec = self._model(req.model)
-        task: Task = "i2v" if req.image is not None or likenesses else "t2v"
-        self._require_task(
-            spec, task, "input_reference" if req.image is not None else "characters" if likenesses else "model"
-        )
+        task = self._create_task(spec, req, likenesses)
+        self._require_task(spec, task, _task_param(req, likenesses))
         plan = self._plan(spec, req.size, req.seconds, req.options)
         params = self._params(spec, req.options)
         image_png = None
@@ -190,7 +197,9 @@ class VideoService:
                 )
             plan = self._plan(spec, src.size, source.requested_seconds or src.seconds, options)
         params = self._params(spec, options, source)
-        row = self._row(video_id, principal, "remix", src.task, spec, prompt, plan, params)
+        row = self._row(
+            video_id, principal, "remix", self._remix_task(spec, src, likenesses), spec, prompt, plan, params
+        )
         row.remixed_from_video_id = src.id
         row.source_video_id = src.source_video_id
         row.characters = [c.id for c in likenesses]
@@ -345,6 +354,61 @@ class VideoService:
             return self._registry.resolve(name)
         except UnknownModel as exc:
             raise InvalidRequest(str(exc), param="model", code="model_not_found") from None
+
+    def _create_task(self, spec: ModelSpec, req: CreateVideo, likenesses: builtins.list[CharacterRow]) -> Task:
+        """t2v; i2v for an uploaded first frame; with likenesses, vace (each one a reference image, in the
+        scene) where the model has it, else i2v (the one likeness's reference crop is the first frame)."""
+        mode = req.likeness_mode
+        if mode is not None and mode not in LIKENESS_MODES:
+            raise InvalidRequest(
+                f"Invalid value for 'likeness_mode': {str(mode)[:40]!r}; use 'scene' or 'first_frame'.",
+                param="likeness_mode",
+                code="invalid_value",
+            )
+        if req.image is not None:
+            return "i2v"
+        if not likenesses:
+            return "t2v"  # likeness_mode only says how likenesses enter a video; without any it changes nothing
+        return self._likeness_task(spec, mode, likenesses)
+
+    def _remix_task(self, spec: ModelSpec, src: VideoRow, likenesses: builtins.list[CharacterRow]) -> str:
+        """The source's task, unless ``@mentions`` in the remix's prompt brought likenesses its task cannot
+        show: a text-to-video source, or a first-frame source that now names several."""
+        from_likeness = src.input_image_key is None and src.input_video_key is None
+        if from_likeness and likenesses and (src.task == "t2v" or (src.task == "i2v" and len(likenesses) > 1)):
+            task = self._likeness_task(spec, None, likenesses)
+            self._require_task(spec, task, "prompt")
+            return task
+        return src.task
+
+    def _likeness_task(self, spec: ModelSpec, mode: str | None, likenesses: builtins.list[CharacterRow]) -> Task:
+        """vace (every likeness a reference image, in the scene) or i2v (the one likeness is the first frame)."""
+        if mode is None:
+            mode = "scene" if "vace" in spec.tasks else "first_frame"
+        able = ", ".join(s.name for s in self._registry.specs() if "vace" in s.tasks) or "none in this catalogue"
+        if mode == "scene":
+            if "vace" not in spec.tasks:
+                raise InvalidRequest(
+                    f"Model '{spec.name}' cannot put a likeness into the scene: it has no reference-to-video "
+                    f"(vace). Use a model that has it ({able}), or likeness_mode 'first_frame'.",
+                    param="likeness_mode",
+                    code="unsupported_value",
+                )
+            return "vace"  # resolve() already capped the count at MAX_LIKENESSES_PER_VIDEO
+        if len(likenesses) > 1:
+            why = (
+                "likeness_mode 'first_frame' was asked for"
+                if "vace" in spec.tasks
+                else f"model '{spec.name}' has no reference-to-video (vace)"
+            )
+            raise InvalidRequest(
+                f"{len(likenesses)} likenesses named, but {why}, so a likeness becomes the first frame of an "
+                f"image-to-video clip and only one fits. Name one likeness, or use likeness_mode 'scene' on a "
+                f"model with reference-to-video ({able}).",
+                param="characters",
+                code="unsupported_value",
+            )
+        return "i2v"
 
     def _require_task(self, spec: ModelSpec, task: Task, param: str) -> None:
         try:
@@ -566,6 +630,15 @@ class VideoService:
         rows = self._characters.guard_upload(principal, frames, param)
         self._check_restrictions(principal, rows, prompt)
         return rows
+
+
+def _task_param(req: CreateVideo, likenesses: list[CharacterRow]) -> str:
+    """The request field a model's missing task is blamed on."""
+    if req.image is not None:
+        return "input_reference"
+    if likenesses:
+        return "likeness_mode" if req.likeness_mode is not None else "characters"
+    return "model"
 
 
 def _steps_and_guidance(

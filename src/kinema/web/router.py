@@ -11,6 +11,7 @@ render a template or redirect (POST, then 303 to a page, so a reload never repea
 
 from __future__ import annotations
 
+import inspect
 import secrets
 import time
 from datetime import UTC, datetime
@@ -30,10 +31,11 @@ from kinema.api.v1.videos.protocol import CreateVideoBody, EditBody, ExtendBody,
 from kinema.container import Container
 from kinema.db.models import VideoRow
 from kinema.engine.registry import UnknownModel
+from kinema.media.previews import make_spritesheet, spritesheet_grid
 from kinema.services.auth import DEFAULT_KEY_SCOPES, SCOPES
 from kinema.services.characters import CONSENT_SHA256, CONSENT_TEXT, CONSENT_VERSION, PURPOSES, Permissions
 from kinema.services.errors import InvalidRequest, NotFound, ServiceError
-from kinema.web import account, admin
+from kinema.web import account, admin, guide
 from kinema.web.pages import (
     HERE,
     Viewer,
@@ -62,6 +64,7 @@ PAGE_SIZE = 24
 router = APIRouter(include_in_schema=False)
 router.include_router(admin.router)  # /admin/...: the admin pages, admins only
 router.include_router(account.router)  # /account: alerts, export my data, delete my account
+router.include_router(guide.router)  # /likeness/guide: the live face guide of webcam enrolment
 
 
 # -- sign-in helpers ------------------------------------------------------------------------------
@@ -307,6 +310,22 @@ def _filtered_page(
         cursor = page.rows[-1].id
 
 
+SPRITE_TILES: int = inspect.signature(make_spritesheet).parameters["tiles"].default
+"""The tiles of every video's spritesheet (the worker makes it with ``make_spritesheet``'s defaults)."""
+
+
+def sprite_layout(row: VideoRow) -> dict[str, int]:
+    """Where the frames lie in a completed video's spritesheet, for the library's scrub preview: ``tiles``
+    frames left to right, top to bottom on ``columns`` x ``rows`` (see ``make_spritesheet``).
+
+    An extension's output also holds its source clip, so it has at least ``num_frames`` frames: for one
+    shorter than ``SPRITE_TILES`` frames the scrub then shows only the first tiles (none is shorter in practice).
+    """
+    tiles = max(1, min(SPRITE_TILES, row.num_frames))
+    columns, rows = spritesheet_grid(tiles)
+    return {"tiles": tiles, "columns": columns, "rows": rows}
+
+
 @router.get("/videos", response_class=HTMLResponse)
 def library(request: Request) -> Response:
     found = signed_in(request)
@@ -329,6 +348,7 @@ def library(request: Request) -> Response:
         "library.html",
         viewer,
         videos=rows,
+        sprites={row.id: sprite_layout(row) for row in rows if row.status == "completed"},
         filter_status=status,
         statuses=STATUSES,
         next_url=next_url,

@@ -28,6 +28,11 @@ from kinema.services.errors import Forbidden, InvalidRequest, NotFound, ServiceE
 
 MENTION = re.compile(r"(?<![\w@])@([a-z0-9][a-z0-9_]{1,31})\b", re.IGNORECASE)
 
+MAX_LIKENESSES_PER_VIDEO = 3
+"""Likenesses one video may feature. In a reference-to-video (VACE) job each is a reference image that the
+model denoises as one more latent frame (+5% tokens each on a 5 s 480p clip) and that competes with the
+others for the prompt's attention; past three people, identities blur. An image-to-video job takes one."""
+
 
 def input_purpose(blob_key: str) -> str:
     """The purpose a sealed job input is bound to: its blob key (``inputs/<video id>/<name>``), so a sealed
@@ -94,9 +99,10 @@ class LikenessUse:
                         code="likeness_not_found",
                     )
                 wanted[named.id] = named
-        if len(wanted) > 1:
+        if len(wanted) > MAX_LIKENESSES_PER_VIDEO:
             raise InvalidRequest(
-                "One likeness per video for now (the reference-image path takes one face).",
+                f"{len(wanted)} likenesses named (ids and @mentions together); at most {MAX_LIKENESSES_PER_VIDEO} "
+                "fit in one video.",
                 param="characters",
                 code="unsupported_value",
             )
@@ -163,7 +169,8 @@ class LikenessUse:
             ) from None
 
     def reference_image(self, character_id: str) -> Image.Image:
-        """The likeness's first reference crop, decrypted in memory (the worker's first frame)."""
+        """The likeness's first reference crop, decrypted in memory: a vace job's reference image, or an
+        i2v job's first frame."""
         data = self._blobs.get(chip_key(character_id, 0))
         raw = self._vault.decrypt(character_id, data, "chip:0")
         return Image.open(io.BytesIO(raw)).convert("RGB")

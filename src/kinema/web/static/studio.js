@@ -111,6 +111,79 @@
     });
   }
 
+  // Library: a completed video's thumbnail previews its frames from the spritesheet (GET .../content?variant=
+  // spritesheet: data-tiles frames on data-columns x data-rows tiles, left to right, top to bottom) under the
+  // pointer, or with the arrow keys while its link has focus. A layer over the thumbnail shows one tile, cut
+  // like the thumbnail (object-fit: cover), so nothing moves; without script the plain thumbnail stays.
+  const scrubs = document.querySelectorAll(".scrub-frame[data-sprite]");
+  if (scrubs.length) {
+    const help = document.createElement("p");
+    help.id = "scrub-help";
+    help.className = "visually-hidden";
+    help.textContent = "Left and right arrow keys preview the video's frames.";
+    document.body.append(help);
+  }
+  for (const frame of scrubs) {
+    const link = frame.closest("a");
+    const tiles = Math.max(1, Number(frame.dataset.tiles) || 1);
+    const columns = Math.max(1, Number(frame.dataset.columns) || 1);
+    const rows = Math.max(1, Number(frame.dataset.rows) || 1);
+    const [vw, vh] = frame.dataset.aspect.split("x").map(Number);
+    const aspect = vw > 0 && vh > 0 ? vw / vh : 16 / 9;
+    let layer = null;
+    let index = 0;
+    const show = (i) => {
+      index = Math.min(tiles - 1, Math.max(0, i));
+      if (!layer) {
+        layer = document.createElement("span");
+        layer.className = "scrub";
+        layer.setAttribute("aria-hidden", "true");
+        layer.style.backgroundImage = 'url("' + frame.dataset.sprite + '")';
+        frame.append(layer);
+      }
+      const boxW = frame.clientWidth;
+      const boxH = frame.clientHeight;
+      let tw = boxW;
+      let th = boxW / aspect;
+      if (th < boxH) {
+        th = boxH;
+        tw = boxH * aspect;
+      }
+      const col = index % columns;
+      const row = Math.floor(index / columns);
+      layer.style.backgroundSize = tw * columns + "px " + th * rows + "px";
+      layer.style.backgroundPosition = (boxW - tw) / 2 - col * tw + "px " + ((boxH - th) / 2 - row * th) + "px";
+      layer.classList.add("on");
+      frame.dataset.frame = String(index);
+    };
+    const hide = () => {
+      index = 0;
+      if (layer) layer.classList.remove("on");
+      delete frame.dataset.frame;
+    };
+    frame.addEventListener("pointermove", (e) => {
+      const box = frame.getBoundingClientRect();
+      show(Math.floor(((e.clientX - box.left) / Math.max(box.width, 1)) * tiles));
+    });
+    frame.addEventListener("pointerleave", () => {
+      if (document.activeElement !== link) hide();
+    });
+    if (link) {
+      link.setAttribute("aria-describedby", "scrub-help");
+      link.addEventListener("focus", () => show(index));
+      link.addEventListener("blur", hide);
+      link.addEventListener("keydown", (e) => {
+        const to = { ArrowRight: index + 1, ArrowLeft: index - 1, Home: 0, End: tiles - 1 }[e.key];
+        if (to !== undefined) {
+          e.preventDefault();
+          show(to);
+        } else if (e.key === "Escape") {
+          hide();
+        }
+      });
+    }
+  }
+
   // Running jobs, on every signed-in page (so every open tab shows them).
   const tray = document.getElementById("jobs");
   const trayList = document.getElementById("jobs-list");

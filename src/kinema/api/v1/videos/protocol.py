@@ -76,6 +76,11 @@ class CreateVideoBody(Extras):
     characters: list[str] | None = Field(
         None, max_length=4, description="Kinema extra: ids of likenesses to feature (or mention @name in the prompt)."
     )
+    likeness_mode: Literal["scene", "first_frame"] | None = Field(
+        None,
+        description="Kinema extra: how likenesses enter the video: scene (reference-to-video, the default where "
+        "the model has it) or first_frame (image-to-video from the likeness's reference crop).",
+    )
 
     _seconds = field_validator("seconds", mode="before")(_as_str)
 

@@ -51,6 +51,7 @@ def create_request(body: CreateVideoBody, uploads: dict[str, bytes]) -> CreateVi
         image=image,
         characters=list(body.characters or []),
         options=body.options(),
+        likeness_mode=body.likeness_mode,
     )
 
 
