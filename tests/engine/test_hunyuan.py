@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from kinema.engine.base import Cancelled, GenerationRequest
 from kinema.engine.families import backend_class
@@ -76,6 +77,26 @@ def test_hunyuan_cancels_between_steps_and_checks_geometry(hunyuan_engine: Engin
         backend.generate(_request(spec, num_frames=8), lambda s, t: None, _never)
 
 
+def test_hunyuan_image_to_video_keeps_the_requested_size_and_refuses_other_buckets(hunyuan_engine: Engine) -> None:
+    spec = tiny_hunyuan15_spec()
+    backend = hunyuan_engine.backend_for(spec, "i2v")
+    assert type(backend.pipeline).__name__ == "HunyuanVideo15ImageToVideoPipeline"
+    # A first frame of another shape is fitted to the request's size, which the pipeline then keeps.
+    image = Image.new("RGB", (300, 120), (200, 30, 30))
+    steps: list[tuple[int, int]] = []
+    frames = backend.generate(_request(spec, task="i2v", image=image), lambda s, t: steps.append((s, t)), _never).frames
+    assert frames.shape == (9, 32, 48, 3) and steps == [(1, 2), (2, 2)]
+    portrait = backend.generate(
+        _request(spec, task="i2v", image=image, width=32, height=48), lambda s, t: None, _never
+    ).frames
+    assert portrait.shape == (9, 48, 32, 3)
+    # 64x32 is a multiple of the geometry but not one of the pipeline's buckets: refused, not silently resized.
+    with pytest.raises(ValueError, match="nearest training bucket"):
+        backend.generate(_request(spec, task="i2v", image=image, width=64, height=32), lambda s, t: None, _never)
+    with pytest.raises(ValueError, match="needs an image"):
+        backend.generate(_request(spec, task="i2v"), lambda s, t: None, _never)
+
+
 def test_hunyuan_catalogue_entry_follows_the_reference_settings() -> None:
     spec = builtin_registry().resolve("hunyuanvideo-1.5-t2v-480p")
     assert spec.family == "hunyuanvideo15"
@@ -90,3 +111,16 @@ def test_hunyuan_catalogue_entry_follows_the_reference_settings() -> None:
     assert spec.flow_shift_for(848, 480) == 5.0 and spec.flow_shift_for(480, 848) == 5.0
     assert all(n % 4 == 1 for n in spec.seconds.values())
     assert all(w % 16 == 0 and h % 16 == 0 for w, h in spec.sizes.values())
+
+
+def test_hunyuan_image_to_video_entry_lists_the_pipelines_own_buckets() -> None:
+    from diffusers.pipelines.hunyuan_video1_5.image_processor import HunyuanVideo15ImageProcessor
+
+    spec = builtin_registry().resolve("hunyuanvideo-1.5-i2v-480p")
+    assert spec.tasks["i2v"].repo_id == "hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-480p_i2v"
+    # The real 480p checkpoint: 16x VAE, target size 640. Every native size is the bucket its own aspect
+    # ratio picks, so the backend's size check passes for everything the catalogue accepts.
+    buckets = HunyuanVideo15ImageProcessor(vae_scale_factor=16)
+    for w, h in spec.sizes.values():
+        assert buckets.calculate_default_height_width(height=h, width=w, target_size=640) == (h, w)
+    assert (spec.default_guidance, spec.flow_shift_for(848, 480), spec.flow_shift_for(480, 832)) == (6.0, 5.0, 5.0)

@@ -98,7 +98,9 @@ def test_task_the_model_cannot_do_names_models_that_can(registry: ModelRegistry)
         registry.source(wan, "i2v")
     assert info.value.param == "model"
     assert "cannot do i2v" in str(info.value)
-    assert "wan2.1-i2v-14b-480p, wan2.2-ti2v-5b, wan2.2-i2v-a14b, tiny-wan" in str(info.value)
+    assert "wan2.1-i2v-14b-480p, wan2.2-ti2v-5b, wan2.2-i2v-a14b, hunyuanvideo-1.5-i2v-480p, tiny-wan" in str(
+        info.value
+    )
 
 
 def test_tiny_capabilities_sentence(registry: ModelRegistry) -> None:

@@ -395,6 +395,7 @@ def test_webcam_enrolment_then_a_granted_user_generates_and_the_owner_deletes_th
     sign_in(studio, other, OTHER_EMAIL)
     other.page.get_by_label("Prompt").fill("@owner_face waves")
     other.page.get_by_label("@owner_face").check()
+    other.page.get_by_label("How they appear").select_option("scene")  # reference-to-video on tiny-wan
     other.page.get_by_label("Steps").fill("1")
     other.page.get_by_role("button", name="Create video").click()
     other.page.wait_for_selector("#player", timeout=120_000)
@@ -421,6 +422,57 @@ def wait_for_status(studio: Studio, video_id: str, status: str, timeout: float =
         assert now.get("status") in ("queued", "in_progress"), now
         assert time.monotonic() < deadline, f"{video_id} not {status} in {timeout}s: {now}"
         time.sleep(0.3)
+
+
+def test_a_failing_guide_does_not_hold_up_the_recording(studio: Studio, tmp_path: Path) -> None:
+    """The face guide answering 503 (its server-side analysis down) must not leave the person stuck before the
+    recording: the page says the guide is unavailable and records without it."""
+    from testkit.faces.photos import photo
+
+    still = np.asarray(Image.fromarray(photo("obama_1")).resize((640, 480)))
+    y4m = tmp_path / "still.y4m"
+    write_y4m(np.repeat(still[None], 15, axis=0), 15, y4m)
+    flags = [
+        "--no-sandbox",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={y4m}",
+    ]
+    assert studio.playwright is not None
+    browser = studio.playwright.chromium.launch(executable_path=CHROMIUM, args=flags)
+    try:
+        ctx = browser.new_context(viewport={"width": 1280, "height": 800}, permissions=["camera"])
+        guide_calls: list[str] = []
+
+        def guide_down(route: object) -> None:
+            guide_calls.append("503")
+            route.fulfill(  # type: ignore[attr-defined]
+                status=503,
+                content_type="application/json",
+                body=json.dumps({"error": {"message": "The face guide is down.", "type": "server_error"}}),
+            )
+
+        ctx.route("**/likeness/guide*", guide_down)
+        tab = new_tab(Studio(studio.server, browser, studio.admin, shots=studio.shots), ctx)
+        sign_in(studio, tab, OTHER_EMAIL)  # other@ has no likeness of their own in this module
+        page = tab.page
+        page.goto(f"{studio.base}/likeness")
+        page.get_by_label("Name others will use (@name)").fill("other_face")
+        page.get_by_label("Your full name, typed, as your signature").fill("Other Example")
+        page.get_by_role("button", name="Start camera and get my challenge").click()
+        page.wait_for_selector("#enrol-record:not([disabled])")
+        page.wait_for_function(
+            "() => document.getElementById('enrol-hint').textContent.includes('not available')", timeout=30_000
+        )
+        page.get_by_role("button", name="Record").click()
+        page.wait_for_function(
+            "() => document.getElementById('enrol-status').textContent.startsWith('Recording without the guide')",
+            timeout=30_000,
+        )
+        assert page.locator("#enrol-hint").inner_text().startswith("The guide is not available")
+        assert guide_calls  # the page did ask the guide; nothing was uploaded (the browser closes mid-recording)
+    finally:
+        browser.close()
 
 
 def test_remix_from_the_video_page_makes_a_job_in_the_library(studio: Studio) -> None:

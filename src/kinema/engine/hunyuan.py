@@ -11,9 +11,11 @@ HunyuanVideo 1.5 differs in how its pipeline is driven:
 - its VAE compresses space 16x and time 4x (4k+1 frames); two text encoders (Qwen2.5-VL for the prompt,
   ByT5 for quoted text to render as glyphs), so the default-negative-prompt cache of Wan does not apply.
 
-Registered in :mod:`kinema.engine.families` as family ``hunyuanvideo15``. Text-to-video only: the diffusers
-image-to-video pipeline picks its own output size from the image and the checkpoint's target size, which does
-not fit a catalogue of fixed sizes yet (docs/models.md).
+Registered in :mod:`kinema.engine.families` as family ``hunyuanvideo15``. Image-to-video
+(``HunyuanVideo15ImageToVideoPipeline``, a SigLIP image encoder besides) takes no size: it picks the training
+bucket nearest the image's aspect ratio around the checkpoint's ``target_size``. The backend fits the image
+to the request's size first, and refuses a size that is not its own bucket (so the catalogue lists only
+those), rather than return another size than asked.
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ import torch
 from diffusers import DiffusionPipeline
 
 from kinema.engine.base import GenerationRequest
+from kinema.engine.frames import fit_image
 from kinema.engine.registry import ComponentSource, ModelSpec
 from kinema.engine.speed import SpeedSettings
 from kinema.engine.wan import WanBackend
 
 FAMILY = "hunyuanvideo15"
 TINY_HUNYUAN15 = "tiny-hunyuan15"
-TINY_HUNYUAN15_BUILD_VERSION = 1
+TINY_HUNYUAN15_BUILD_VERSION = 2
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
@@ -42,12 +45,18 @@ CHAT_TEMPLATE = (
 
 
 def tiny_hunyuan15_spec() -> ModelSpec:
-    """The HunyuanVideo 1.5 miniature: random weights, text-to-video, built offline (not served)."""
+    """The HunyuanVideo 1.5 miniature: random weights, text- and image-to-video, built offline (not served).
+
+    48x32 and 32x48 are the image-to-video buckets of its ``target_size`` (40), as 848x480 and 480x832 are the
+    real 480p checkpoint's (640)."""
     return ModelSpec(
         name=TINY_HUNYUAN15,
         family=FAMILY,
         description="Miniature HunyuanVideo 1.5 with random weights, built locally; makes no meaningful video.",
-        tasks={"t2v": ComponentSource("HunyuanVideo15Pipeline", subdir=f"{TINY_HUNYUAN15}/t2v")},
+        tasks={
+            "t2v": ComponentSource("HunyuanVideo15Pipeline", subdir=f"{TINY_HUNYUAN15}/t2v"),
+            "i2v": ComponentSource("HunyuanVideo15ImageToVideoPipeline", subdir=f"{TINY_HUNYUAN15}/i2v"),
+        },
         fps=8,
         sizes={"48x32": (48, 32), "32x48": (32, 48)},
         default_size="48x32",
@@ -81,16 +90,27 @@ def _tiny_qwen_tokenizer() -> Any:
     )
 
 
-def tiny_hunyuan15_pipeline(seed: int = 0) -> Any:
-    """A random miniature ``HunyuanVideo15Pipeline`` (Qwen2.5-VL text model, ByT5, DiT, VAE), deterministic."""
+def tiny_hunyuan15_pipeline(seed: int = 0, task: str = "t2v") -> Any:
+    """A random miniature ``HunyuanVideo15Pipeline`` (Qwen2.5-VL text model, ByT5, DiT, VAE), or with
+    ``task="i2v"`` the ``HunyuanVideo15ImageToVideoPipeline`` (plus a SigLIP image encoder); deterministic."""
     from diffusers import (
         AutoencoderKLHunyuanVideo15,
         FlowMatchEulerDiscreteScheduler,
+        HunyuanVideo15ImageToVideoPipeline,
         HunyuanVideo15Pipeline,
         HunyuanVideo15Transformer3DModel,
     )
     from diffusers.guiders import ClassifierFreeGuidance
-    from transformers import ByT5Tokenizer, Qwen2_5_VLTextConfig, Qwen2_5_VLTextModel, T5Config, T5EncoderModel
+    from transformers import (
+        ByT5Tokenizer,
+        Qwen2_5_VLTextConfig,
+        Qwen2_5_VLTextModel,
+        SiglipImageProcessor,
+        SiglipVisionConfig,
+        SiglipVisionModel,
+        T5Config,
+        T5EncoderModel,
+    )
 
     tokenizer = _tiny_qwen_tokenizer()
     torch.manual_seed(seed)
@@ -108,8 +128,8 @@ def tiny_hunyuan15_pipeline(seed: int = 0) -> Any:
         text_embed_2_dim=32,
         image_embed_dim=12,
         rope_axes_dim=(2, 2, 4),
-        target_size=16,
-        task_type="t2v",
+        target_size=40,  # the image-to-video bucket size: 48x32 and 32x48 are buckets of 40
+        task_type=task,
     )
     vae = AutoencoderKLHunyuanVideo15(
         in_channels=3,
@@ -132,34 +152,48 @@ def tiny_hunyuan15_pipeline(seed: int = 0) -> Any:
         # Qwen2.5-VL's multimodal rotary sections (time, height, width), scaled down to the head size.
         "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
         "rope_theta": 1e6,
+        "bos_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        "eos_token_id": tokenizer.convert_tokens_to_ids("<|im_end|>"),
     }
     qwen = Qwen2_5_VLTextConfig(**qwen_config)
     byt5 = T5Config(vocab_size=384, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4)
-    return HunyuanVideo15Pipeline(
-        text_encoder=Qwen2_5_VLTextModel(qwen).eval(),
-        tokenizer=tokenizer,
-        transformer=transformer.eval(),
-        vae=vae.eval(),
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0),
-        text_encoder_2=T5EncoderModel(byt5).eval(),
-        tokenizer_2=ByT5Tokenizer(),
-        guider=ClassifierFreeGuidance(guidance_scale=6.0),
+    parts: dict[str, Any] = {
+        "text_encoder": Qwen2_5_VLTextModel(qwen).eval(),
+        "tokenizer": tokenizer,
+        "transformer": transformer.eval(),
+        "vae": vae.eval(),
+        "scheduler": FlowMatchEulerDiscreteScheduler(shift=5.0),
+        "text_encoder_2": T5EncoderModel(byt5).eval(),
+        "tokenizer_2": ByT5Tokenizer(),
+        "guider": ClassifierFreeGuidance(guidance_scale=6.0),
+    }
+    if task == "t2v":
+        return HunyuanVideo15Pipeline(**parts)
+    # SigLIP as the real one (patch 14), on a 28 px image: 4 image tokens of width image_embed_dim.
+    siglip = SiglipVisionConfig(
+        hidden_size=12, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14
+    )
+    return HunyuanVideo15ImageToVideoPipeline(
+        **parts,
+        image_encoder=SiglipVisionModel(siglip).eval(),
+        feature_extractor=SiglipImageProcessor(size={"height": 28, "width": 28}),
     )
 
 
 def build_tiny_hunyuan15(models_dir: Path, *, seed: int = 0) -> bool:
-    """Build ``tiny-hunyuan15`` under ``models_dir/tiny-hunyuan15/t2v`` unless it is there; offline, seeded."""
+    """Build ``tiny-hunyuan15`` under ``models_dir/tiny-hunyuan15/{t2v,i2v}`` unless it is there; offline, seeded."""
     from kinema.engine.tiny import README, _build_miniature
 
     def save(staging: Path) -> None:
-        tiny_hunyuan15_pipeline(seed).save_pretrained(staging / "t2v", safe_serialization=True)
+        for task in ("t2v", "i2v"):
+            tiny_hunyuan15_pipeline(seed, task).save_pretrained(staging / task, safe_serialization=True)
 
     readme = README.replace("tiny-wan", TINY_HUNYUAN15).replace("Wan", "HunyuanVideo 1.5")
     return _build_miniature(models_dir, TINY_HUNYUAN15, TINY_HUNYUAN15_BUILD_VERSION, seed, readme, save)
 
 
 class HunyuanVideo15Backend(WanBackend):
-    """Serves text-to-video of one HunyuanVideo 1.5 model."""
+    """Serves text- or image-to-video of one HunyuanVideo 1.5 model."""
 
     @staticmethod
     def _check_geometry(pipe: DiffusionPipeline, request: GenerationRequest) -> None:
@@ -171,11 +205,25 @@ class HunyuanVideo15Backend(WanBackend):
             raise ValueError(f"num_frames must be {temporal}k+1, got {request.num_frames}")
         if request.num_inference_steps < 1:
             raise ValueError("num_inference_steps must be at least 1")
+        if getattr(pipe, "image_encoder", None) is not None:
+            height, width = pipe.video_processor.calculate_default_height_width(
+                height=request.height, width=request.width, target_size=pipe.target_size
+            )
+            if (width, height) != (request.width, request.height):
+                raise ValueError(
+                    f"image-to-video makes {request.width}x{request.height} as {width}x{height} (its nearest "
+                    f"training bucket); ask for {width}x{height}"
+                )
 
     def _task_inputs(self, request: GenerationRequest) -> dict[str, Any]:
-        if self.task != "t2v":
-            raise ValueError(f"HunyuanVideo 1.5 has no {self.task} task here")
-        return {"num_frames": request.num_frames}
+        if self.task == "t2v":
+            return {"num_frames": request.num_frames}
+        if self.task == "i2v":
+            if request.image is None:
+                raise ValueError("i2v needs an image (the first frame)")
+            # Already the request's size (a bucket: _check_geometry), so the pipeline's own resize keeps it.
+            return {"num_frames": request.num_frames, "image": fit_image(request.image, request.width, request.height)}
+        raise ValueError(f"HunyuanVideo 1.5 has no {self.task} task here")
 
     @property
     def speed_settings(self) -> SpeedSettings:
@@ -215,16 +263,17 @@ class HunyuanVideo15Backend(WanBackend):
             done += 1
             return out
 
+        # Image-to-video takes its size from the image (fitted to the request's by _task_inputs).
+        size = {} if "image" in task_inputs else {"height": request.height, "width": request.width}
         scheduler.step = step_and_report  # an instance attribute, for this run only
         try:
             return pipe(
                 prompt=request.prompt,
                 negative_prompt=request.negative_prompt,
-                height=request.height,
-                width=request.width,
                 num_inference_steps=request.num_inference_steps,
                 generator=generator,
                 output_type="pt",
+                **size,
                 **task_inputs,
             )
         finally:

@@ -565,6 +565,38 @@ def builtin_specs() -> list[ModelSpec]:
             largest_component_gb=16.6,
         ),
         ModelSpec(
+            name="hunyuanvideo-1.5-i2v-480p",
+            family="hunyuanvideo15",
+            description=(
+                "HunyuanVideo 1.5 image-to-video, 8.3B parameters, 480p at 24 fps; animates a first frame. "
+                "Tencent Hunyuan Community License (not for the EU, UK or South Korea)."
+            ),
+            tasks={
+                "i2v": ComponentSource(
+                    "HunyuanVideo15ImageToVideoPipeline",
+                    repo_id="hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-480p_i2v",
+                )
+            },
+            fps=24,
+            # The pipeline picks its size from the image's aspect ratio: these are the buckets it picks at 480p
+            # (target size 640) for 16:9 and 9:16 images, so a request is made at the size it asked for.
+            sizes={
+                "848x480": (848, 480),
+                "480x832": (480, 832),
+                **{s: (848, 480) for s in OPENAI_LANDSCAPE_SIZES},
+                **{s: (480, 832) for s in OPENAI_PORTRAIT_SIZES},
+            },
+            default_size="848x480",
+            seconds=_seconds(24, (4, 5)),
+            default_seconds="5",
+            default_steps=50,
+            default_guidance=6.0,  # Tencent's 480p image-to-video settings: guidance 6.0, flow shift 5.0
+            flow_shift={"848x480": 5.0, "480x832": 5.0},
+            # As the text-to-video entry, plus the SigLIP image encoder (~0.4B) in fp32 (1.7 GB); estimated.
+            weights_gb=37.8,
+            largest_component_gb=16.6,
+        ),
+        ModelSpec(
             name=TINY_WAN,
             family="wan",
             description=(
