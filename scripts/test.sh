@@ -9,4 +9,6 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 ruff check src tests bench examples testkit
 ruff format --check src tests bench examples testkit
 mypy src
-exec python -m pytest -q -p no:cacheprovider "$@"
+# Two processes (KINEMA_TEST_PROCESSES), each taking whole test files, so module fixtures stay in one process:
+# most tests wait on real servers and subprocesses, and the suite takes about two thirds of the serial time.
+exec python -m pytest -q -p no:cacheprovider -n "${KINEMA_TEST_PROCESSES:-2}" --dist loadfile "$@"

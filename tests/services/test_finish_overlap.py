@@ -186,11 +186,16 @@ def test_a_lease_lost_while_finishing_leaves_no_blobs(container: Container, even
     thief: list[object] = []
 
     def steal_the_lease(key: str) -> None:
-        # Our lease lapses (a long pause) and another worker reclaims the job while we upload.
+        # Our lease lapses (a long pause) and another worker reclaims the job while we upload. Our heartbeat
+        # (every 0.05 s) may renew the lease between the two statements, so this retries until the claim wins.
         if not thief:
-            with c.sessions.begin() as s:
-                s.execute(update(VideoRow).where(VideoRow.id == video).values(lease_expires_at=time.time() - 1))
-            thief.append(c.queue.claim("thief"))
+            for _ in range(200):
+                with c.sessions.begin() as s:
+                    s.execute(update(VideoRow).where(VideoRow.id == video).values(lease_expires_at=time.time() - 1))
+                lease = c.queue.claim("thief")
+                if lease is not None:
+                    break
+            thief.append(lease)
 
     store = _HookedStore(tmp_path / "out", steal_the_lease)
     worker = _worker(c, _runner(c, store))
