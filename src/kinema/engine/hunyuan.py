@@ -31,7 +31,7 @@ from kinema.engine.base import GenerationRequest
 from kinema.engine.frames import fit_image
 from kinema.engine.registry import ComponentSource, ModelSpec
 from kinema.engine.speed import SpeedSettings
-from kinema.engine.wan import WanBackend
+from kinema.engine.wan import WanBackend, check_clip_geometry
 
 FAMILY = "hunyuanvideo15"
 TINY_HUNYUAN15 = "tiny-hunyuan15"
@@ -199,12 +199,7 @@ class HunyuanVideo15Backend(WanBackend):
     def _check_geometry(pipe: DiffusionPipeline, request: GenerationRequest) -> None:
         spatial = int(pipe.vae_scale_factor_spatial) * int(pipe.transformer.config.patch_size)
         temporal = int(pipe.vae_scale_factor_temporal)
-        if request.width % spatial or request.height % spatial:
-            raise ValueError(f"width and height must be multiples of {spatial}, got {request.width}x{request.height}")
-        if request.num_frames % temporal != 1:
-            raise ValueError(f"num_frames must be {temporal}k+1, got {request.num_frames}")
-        if request.num_inference_steps < 1:
-            raise ValueError("num_inference_steps must be at least 1")
+        check_clip_geometry(request, spatial, temporal)
         if getattr(pipe, "image_encoder", None) is not None:
             height, width = pipe.video_processor.calculate_default_height_width(
                 height=request.height, width=request.width, target_size=pipe.target_size

@@ -20,7 +20,7 @@ from kinema.engine.base import GenerationRequest
 from kinema.engine.footprint import needs_vae_tiling
 from kinema.engine.frames import fit_image
 from kinema.engine.registry import ComponentSource, ModelSpec, _sizes
-from kinema.engine.wan import WanBackend
+from kinema.engine.wan import WanBackend, check_clip_geometry
 
 TINY_LTX = "tiny-ltx"
 LTX_NEGATIVE_PROMPT = "worst quality, inconsistent motion, blurry, jittery, distorted"
@@ -56,12 +56,7 @@ class LTXBackend(WanBackend):
     def _check_geometry(pipe: DiffusionPipeline, request: GenerationRequest) -> None:
         spatial = int(pipe.vae_spatial_compression_ratio)
         temporal = int(pipe.vae_temporal_compression_ratio)
-        if request.width % spatial or request.height % spatial:
-            raise ValueError(f"width and height must be multiples of {spatial}, got {request.width}x{request.height}")
-        if request.num_frames % temporal != 1:
-            raise ValueError(f"num_frames must be {temporal}k+1, got {request.num_frames}")
-        if request.num_inference_steps < 1:
-            raise ValueError("num_inference_steps must be at least 1")
+        check_clip_geometry(request, spatial, temporal)
 
     def _task_inputs(self, request: GenerationRequest) -> dict[str, Any]:
         inputs: dict[str, Any] = {"num_frames": request.num_frames, "frame_rate": request.fps}

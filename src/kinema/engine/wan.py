@@ -71,6 +71,17 @@ def derive_pipeline(cls: type[DiffusionPipeline], base: DiffusionPipeline) -> Di
     return cls(**parts)
 
 
+def check_clip_geometry(request: GenerationRequest, spatial: int, temporal: int) -> None:
+    """``ValueError`` unless the request's size is a multiple of ``spatial`` px, its length ``temporal``k+1
+    frames, and it has a step: what a family's VAE and patching can make exactly."""
+    if request.width % spatial or request.height % spatial:
+        raise ValueError(f"width and height must be multiples of {spatial}, got {request.width}x{request.height}")
+    if request.num_frames % temporal != 1:
+        raise ValueError(f"num_frames must be {temporal}k+1, got {request.num_frames}")
+    if request.num_inference_steps < 1:
+        raise ValueError("num_inference_steps must be at least 1")
+
+
 class WanBackend:
     """Serves one task of one Wan model; implements :class:`kinema.engine.base.Backend`.
 
@@ -402,12 +413,7 @@ class WanBackend:
         vae = pipe.vae.config
         patch = pipe.transformer.config.patch_size
         multiple = vae.scale_factor_spatial * patch[1]
-        if request.width % multiple or request.height % multiple:
-            raise ValueError(f"width and height must be multiples of {multiple}, got {request.width}x{request.height}")
-        if request.num_frames % vae.scale_factor_temporal != 1:
-            raise ValueError(f"num_frames must be {vae.scale_factor_temporal}k+1, got {request.num_frames}")
-        if request.num_inference_steps < 1:
-            raise ValueError("num_inference_steps must be at least 1")
+        check_clip_geometry(request, multiple, vae.scale_factor_temporal)
 
     def _task_inputs(self, request: GenerationRequest) -> dict[str, Any]:
         w, h, n = request.width, request.height, request.num_frames
